@@ -1,0 +1,169 @@
+/**
+ * The collemu IR: a collective (or, later, a training step) compiles to one program per rank.
+ * A program is a list of ops over buffer regions. Every executor runs the same programs:
+ *  - `emulate` (runtime/cluster.ts + runtime/worker.ts): worker threads, real Float32 data;
+ *  - `simulate` (runtime/simulate.ts): one thread, optional data, discrete events;
+ *  - closed-form cost formulas (next to each algorithm in collectives/) as the third opinion.
+ *
+ * Semantics (shared by all executors):
+ *  - Buffers are named per rank ('in', 'out', 'tmp'); a Region is [off, off+len) in float32 elements.
+ *  - `send` is non-blocking and zero-copy: the receiver reads the sender's region directly. The sender
+ *    must not overwrite that region until the receiver has consumed it; executors enforce this by
+ *    waiting (like MPI_Isend + MPI_Wait before buffer reuse). Messages between a pair are matched in
+ *    FIFO order; a `recv` always names its source (no wildcards), which keeps virtual time a function
+ *    of program order only.
+ *  - `recv` writes the incoming data to `dst`; with `op` it writes `acc ⊕ incoming` (acc defaults to
+ *    dst), the fused recv-reduce-copy of NCCL's primitives. Length of dst must equal the send's length.
+ *  - `copy` and `reduce` are local data movement; `scale` multiplies in place (used by `avg`);
+ *    `compute` only advances the clock (flops and bytes of modeled work, e.g. a matmul).
+ * Op 'avg' reduces as 'sum'; algorithms append a `scale` by 1/p where the final values are produced.
+ */
+
+export type BufName = 'in' | 'out' | 'tmp';
+export const BUF_NAMES: readonly BufName[] = ['in', 'out', 'tmp'];
+
+export type ReduceOp = 'sum' | 'prod' | 'max' | 'min' | 'avg';
+export const REDUCE_OPS: readonly ReduceOp[] = ['sum', 'prod', 'max', 'min', 'avg'];
+
+export interface Region {
+  buf: BufName;
+  /** offset in float32 elements */
+  off: number;
+  /** length in float32 elements */
+  len: number;
+}
+
+export interface SendOp { k: 'send'; peer: number; src: Region }
+export interface RecvOp { k: 'recv'; peer: number; dst: Region; op?: ReduceOp; acc?: Region }
+export interface CopyOp { k: 'copy'; src: Region; dst: Region }
+export interface ReduceLocalOp { k: 'reduce'; a: Region; b: Region; dst: Region; op: ReduceOp }
+export interface ScaleOp { k: 'scale'; dst: Region; factor: number }
+export interface ComputeOp { k: 'compute'; flops: number; bytes: number; label?: string }
+
+export type Op = SendOp | RecvOp | CopyOp | ReduceLocalOp | ScaleOp | ComputeOp;
+export type OpKind = Op['k'];
+export type Program = Op[];
+
+/** Buffer sizes (elements) a rank needs to run its program. */
+export interface BufferSizes { in: number; out: number; tmp: number }
+
+/** Bytes per element: collemu's data plane is Float32. */
+export const ELEM_BYTES = 4;
+
+export const region = (buf: BufName, off: number, len: number): Region => ({ buf, off, len });
+
+/** The reduction actually applied element-wise ('avg' reduces as 'sum', then scales). */
+export function baseOp(op: ReduceOp): 'sum' | 'prod' | 'max' | 'min' {
+  return op === 'avg' ? 'sum' : op;
+}
+
+export class IRError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'IRError';
+  }
+}
+
+function checkRegion(r: Region, sizes: BufferSizes, rank: number, i: number, what: string): void {
+  if (!r || !BUF_NAMES.includes(r.buf)) throw new IRError(`rank ${rank} op ${i}: ${what} names an unknown buffer ${JSON.stringify(r?.buf)}`);
+  if (!Number.isInteger(r.off) || !Number.isInteger(r.len) || r.off < 0 || r.len < 0) {
+    throw new IRError(`rank ${rank} op ${i}: ${what} has a bad offset/length (${r.off}, ${r.len})`);
+  }
+  if (r.off + r.len > sizes[r.buf]) {
+    throw new IRError(`rank ${rank} op ${i}: ${what} ${r.buf}[${r.off}..${r.off + r.len}) exceeds buffer '${r.buf}' of ${sizes[r.buf]} elements`);
+  }
+}
+
+/**
+ * Static validation of a set of per-rank programs: regions in bounds, peers valid, and every
+ * send matched by a recv of the same length (FIFO per directed pair). It does not prove deadlock
+ * freedom; executors detect deadlocks at run time.
+ */
+export function validatePrograms(programs: Program[], sizes: BufferSizes[] | BufferSizes): void {
+  const p = programs.length;
+  const sizeOf = (r: number): BufferSizes => (Array.isArray(sizes) ? sizes[r]! : sizes);
+  const sendLens = new Map<number, number[]>();
+  const recvLens = new Map<number, number[]>();
+  for (let r = 0; r < p; r++) {
+    const prog = programs[r]!;
+    const sz = sizeOf(r);
+    for (let i = 0; i < prog.length; i++) {
+      const o = prog[i]!;
+      switch (o.k) {
+        case 'send':
+        case 'recv': {
+          if (!Number.isInteger(o.peer) || o.peer < 0 || o.peer >= p || o.peer === r) {
+            throw new IRError(`rank ${r} op ${i}: ${o.k} peer ${o.peer} is not another rank in 0..${p - 1}`);
+          }
+          const reg = o.k === 'send' ? o.src : o.dst;
+          checkRegion(reg, sz, r, i, o.k === 'send' ? 'src' : 'dst');
+          if (o.k === 'recv' && o.acc) {
+            checkRegion(o.acc, sz, r, i, 'acc');
+            if (o.acc.len !== o.dst.len) throw new IRError(`rank ${r} op ${i}: acc length ${o.acc.len} != dst length ${o.dst.len}`);
+          }
+          const key = o.k === 'send' ? r * p + o.peer : o.peer * p + r;
+          const m = o.k === 'send' ? sendLens : recvLens;
+          let arr = m.get(key);
+          if (!arr) m.set(key, (arr = []));
+          arr.push(reg.len);
+          break;
+        }
+        case 'copy':
+          checkRegion(o.src, sz, r, i, 'src');
+          checkRegion(o.dst, sz, r, i, 'dst');
+          if (o.src.len !== o.dst.len) throw new IRError(`rank ${r} op ${i}: copy length mismatch ${o.src.len} vs ${o.dst.len}`);
+          break;
+        case 'reduce':
+          checkRegion(o.a, sz, r, i, 'a');
+          checkRegion(o.b, sz, r, i, 'b');
+          checkRegion(o.dst, sz, r, i, 'dst');
+          if (o.a.len !== o.dst.len || o.b.len !== o.dst.len) throw new IRError(`rank ${r} op ${i}: reduce length mismatch`);
+          break;
+        case 'scale':
+          checkRegion(o.dst, sz, r, i, 'dst');
+          break;
+        case 'compute':
+          if (!(o.flops >= 0) || !(o.bytes >= 0)) throw new IRError(`rank ${r} op ${i}: compute needs flops >= 0 and bytes >= 0`);
+          break;
+        default:
+          throw new IRError(`rank ${r} op ${i}: unknown op kind ${JSON.stringify((o as { k: unknown }).k)}`);
+      }
+    }
+  }
+  for (const [key, sends] of sendLens) {
+    const src = Math.floor(key / p), dst = key % p;
+    const recvs = recvLens.get(key) ?? [];
+    if (recvs.length !== sends.length) {
+      throw new IRError(`rank ${src} sends ${sends.length} message(s) to rank ${dst}, which receives ${recvs.length} from it`);
+    }
+    for (let j = 0; j < sends.length; j++) {
+      if (sends[j] !== recvs[j]) {
+        throw new IRError(`message #${j} from rank ${src} to rank ${dst}: send length ${sends[j]} != recv length ${recvs[j]}`);
+      }
+    }
+  }
+  for (const [key, recvs] of recvLens) {
+    if (!sendLens.has(key)) {
+      throw new IRError(`rank ${key % p} receives ${recvs.length} message(s) from rank ${Math.floor(key / p)}, which sends none`);
+    }
+  }
+}
+
+/** Smallest buffer sizes that hold every region the program touches. */
+export function requiredSizes(prog: Program): BufferSizes {
+  const s: BufferSizes = { in: 0, out: 0, tmp: 0 };
+  const see = (r: Region | undefined) => {
+    if (r && r.off + r.len > s[r.buf]) s[r.buf] = r.off + r.len;
+  };
+  for (const o of prog) {
+    switch (o.k) {
+      case 'send': see(o.src); break;
+      case 'recv': see(o.dst); see(o.acc); break;
+      case 'copy': see(o.src); see(o.dst); break;
+      case 'reduce': see(o.a); see(o.b); see(o.dst); break;
+      case 'scale': see(o.dst); break;
+      case 'compute': break;
+    }
+  }
+  return s;
+}

@@ -1,0 +1,69 @@
+/**
+ * Layout of the control SharedArrayBuffer shared by the cluster and its rank workers.
+ * Every counter a thread spins or blocks on sits on its own 64-byte cache line.
+ *
+ *  header:   abort flag, barrier count/generation, barrier release wall time (float64)
+ *  per rank: doorbell (the word the rank blocks on with Atomics.wait), state, what it waits for,
+ *            progress counter, job doorbell
+ *  per directed pair (src, dst): `posted` (written by src) and `consumed` (written by dst)
+ *            counters, and a ring of K message descriptors [byteOff, len, arrival, seq] (float64)
+ */
+
+export const LINE = 16; // int32 per cache line
+export const DESC_SLOTS = 64; // message descriptors per directed pair
+export const DESC_F64 = 4;
+
+export const H_ABORT = 0;
+export const H_BAR_COUNT = LINE;
+export const H_BAR_GEN = 2 * LINE;
+/** float64 index of the barrier release time (ms since epoch) */
+export const H_BAR_T0_F64 = (3 * LINE) / 2;
+const HEADER_I32 = 4 * LINE;
+
+// per-rank fields (offsets within the rank's line)
+export const R_BELL = 0;
+export const R_STATE = 1;
+export const R_WAIT_PEER = 2;
+export const R_WAIT_SEQ = 3;
+export const R_PC = 4;
+export const R_ITER = 5;
+export const R_PROGRESS = 6;
+export const R_JOB_BELL = 8; // a separate line would be nicer; job hand-offs are rare
+
+/** Rank states, as reported in deadlock diagnostics. */
+export const ST_RUNNING = 0;
+export const ST_RECV = 1;
+export const ST_CONSUME = 2;
+export const ST_SLOT = 3;
+export const ST_BARRIER = 4;
+export const ST_IDLE = 5;
+export const ST_SLEEP = 6;
+export const ST_DONE = 7;
+export const STATE_NAMES = ['running', 'waiting for a message', 'waiting for a send buffer to be consumed', 'waiting for a free message slot', 'in a barrier', 'idle', 'pacing (sleeping to track virtual time)', 'done'];
+
+export class ControlLayout {
+  readonly p: number;
+  readonly rank0: number;
+  readonly posted0: number;
+  readonly consumed0: number;
+  /** float64 index of the descriptor area */
+  readonly desc0F64: number;
+  readonly bytes: number;
+  constructor(p: number) {
+    this.p = p;
+    this.rank0 = HEADER_I32;
+    this.posted0 = this.rank0 + p * LINE;
+    this.consumed0 = this.posted0 + p * p * LINE;
+    const endI32 = this.consumed0 + p * p * LINE;
+    this.desc0F64 = Math.ceil(endI32 / 2);
+    this.bytes = (this.desc0F64 + p * p * DESC_SLOTS * DESC_F64) * 8;
+  }
+  rank(r: number, field: number): number { return this.rank0 + r * LINE + field; }
+  posted(src: number, dst: number): number { return this.posted0 + (src * this.p + dst) * LINE; }
+  consumed(src: number, dst: number): number { return this.consumed0 + (src * this.p + dst) * LINE; }
+  desc(src: number, dst: number, seq: number): number {
+    return this.desc0F64 + ((src * this.p + dst) * DESC_SLOTS + (seq % DESC_SLOTS)) * DESC_F64;
+  }
+  /** int32 range [start, end) of the pair counters, zeroed between jobs */
+  get pairRange(): [number, number] { return [this.posted0, this.consumed0 + this.p * this.p * LINE]; }
+}

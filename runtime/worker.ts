@@ -1,0 +1,408 @@
+/**
+ * A rank worker: one worker thread = one simulated GPU. It runs one long-lived task (started by the
+ * cluster through piscina) that waits for jobs on its MessagePort, executes its IR program over
+ * real Float32 data in shared memory, keeps its virtual clock with runtime/timing.ts, and reports.
+ *
+ * Data plane: every rank maps every rank's memory. A send posts a descriptor (offset, length,
+ * virtual arrival) into the (src, dst) ring and returns; the receiver copies or reduces straight
+ * from the sender's memory, then bumps `consumed` and rings the sender's doorbell. Waiting spins
+ * briefly (only when ranks <= cores) and then blocks in Atomics.wait on the rank's doorbell.
+ */
+import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import { performance } from 'node:perf_hooks';
+import { checkPattern, fillInput } from '../collectives/pattern.js';
+import { inputRegion, outputRegion } from '../collectives/types.js';
+import {
+  ControlLayout, DESC_SLOTS, H_ABORT, H_BAR_COUNT, H_BAR_GEN, H_BAR_T0_F64, R_BELL, R_ITER, R_JOB_BELL, R_PC, R_PROGRESS, R_STATE,
+  R_WAIT_PEER, R_WAIT_SEQ, ST_BARRIER, ST_CONSUME, ST_IDLE, ST_RECV, ST_RUNNING, ST_SLEEP, ST_SLOT,
+} from './control.js';
+import { ELEM_BYTES, type BufName, type Op, type Region } from './ir.js';
+import type { InitMessage, Job, RankResult, RunJob } from './job.js';
+import { createKernels, type Kernels } from './dataplane.js';
+import { localTimes, recvTimes, sendTimes, VClock } from './timing.js';
+import { Topology } from './topology.js';
+import { KIND_CODES, TraceRecorder } from './trace.js';
+
+class AbortError extends Error {
+  constructor() {
+    super('aborted');
+    this.name = 'AbortError';
+  }
+}
+
+const nowMs = () => performance.timeOrigin + performance.now();
+
+interface Outstanding { peer: number; seq: number; buf: BufName; off: number; end: number }
+
+class RankRuntime {
+  readonly rank: number;
+  readonly p: number;
+  readonly L: ControlLayout;
+  readonly ctl: Int32Array;
+  readonly f64: Float64Array;
+  readonly port: MessagePort;
+  mems: WebAssembly.Memory[] = [];
+  f32: Float32Array[] = [];
+  kern: Kernels | undefined;
+  topo: Topology | undefined;
+  clock: VClock | undefined;
+  bell: number;
+  // per-job state
+  sendSeq: Int32Array;
+  recvSeq: Int32Array;
+  outstanding: Outstanding[] = [];
+  spin = 0;
+  job!: RunJob;
+  tracer: TraceRecorder | undefined;
+  traceIter = -1;
+  iter = 0;
+  t0 = 0; // pacing origin (ms since epoch)
+  peak = 1;
+  barGen = 0;
+
+  constructor(init: InitMessage) {
+    this.rank = init.rank;
+    this.p = init.p;
+    this.L = new ControlLayout(init.p);
+    this.ctl = new Int32Array(init.control);
+    this.f64 = new Float64Array(init.control);
+    this.port = init.port;
+    this.bell = this.L.rank(this.rank, R_BELL);
+    this.sendSeq = new Int32Array(this.p);
+    this.recvSeq = new Int32Array(this.p);
+  }
+
+  // ---------------------------------------------------------------- waiting
+  private setState(s: number, peer = -1, seq = -1): void {
+    const base = this.L.rank(this.rank, 0);
+    this.ctl[base + R_WAIT_PEER] = peer;
+    this.ctl[base + R_WAIT_SEQ] = seq;
+    Atomics.store(this.ctl, base + R_STATE, s);
+  }
+
+  private checkAbort(): void {
+    if (Atomics.load(this.ctl, H_ABORT) !== 0) throw new AbortError();
+  }
+
+  /** wait until ctl[idx] >= target, spinning first, then blocking on our doorbell */
+  private waitGE(idx: number, target: number, state: number, peer: number, seq: number): void {
+    const ctl = this.ctl;
+    if (Atomics.load(ctl, idx) >= target) return;
+    for (let s = this.spin; s > 0; s--) if (Atomics.load(ctl, idx) >= target) return;
+    this.setState(state, peer, seq);
+    for (;;) {
+      const v = Atomics.load(ctl, this.bell);
+      if (Atomics.load(ctl, idx) >= target) break;
+      this.checkAbort();
+      Atomics.wait(ctl, this.bell, v, 100);
+    }
+    Atomics.store(ctl, this.L.rank(this.rank, R_STATE), ST_RUNNING);
+  }
+
+  private ring(rank: number): void {
+    const b = this.L.rank(rank, R_BELL);
+    Atomics.add(this.ctl, b, 1);
+    Atomics.notify(this.ctl, b);
+  }
+
+  /** wall-clock barrier of all ranks; returns the release time (ms since epoch) */
+  barrier(): number {
+    const ctl = this.ctl;
+    const gen = Atomics.load(ctl, H_BAR_GEN);
+    const n = Atomics.add(ctl, H_BAR_COUNT, 1);
+    if (n === this.p - 1) {
+      Atomics.store(ctl, H_BAR_COUNT, 0);
+      this.f64[H_BAR_T0_F64] = nowMs();
+      Atomics.add(ctl, H_BAR_GEN, 1);
+      Atomics.notify(ctl, H_BAR_GEN);
+    } else {
+      for (let s = this.spin; s > 0; s--) if (Atomics.load(ctl, H_BAR_GEN) !== gen) return this.f64[H_BAR_T0_F64]!;
+      this.setState(ST_BARRIER);
+      while (Atomics.load(ctl, H_BAR_GEN) === gen) {
+        this.checkAbort();
+        Atomics.wait(ctl, H_BAR_GEN, gen, 100);
+      }
+      Atomics.store(ctl, this.L.rank(this.rank, R_STATE), ST_RUNNING);
+    }
+    return this.f64[H_BAR_T0_F64]!;
+  }
+
+  private sleepUntil(targetMs: number): void {
+    let rem = targetMs - nowMs();
+    if (rem <= 0) return;
+    this.setState(ST_SLEEP);
+    const ctl = this.ctl;
+    const dummy = this.L.rank(this.rank, R_WAIT_SEQ + 1);
+    while (rem > 0) {
+      this.checkAbort();
+      if (rem > 0.2) Atomics.wait(ctl, dummy, Atomics.load(ctl, dummy), Math.min(rem - 0.1, 100));
+      rem = targetMs - nowMs();
+    }
+    Atomics.store(ctl, this.L.rank(this.rank, R_STATE), ST_RUNNING);
+  }
+
+  // ---------------------------------------------------------------- data
+  private byteOff(r: Region): number { return this.job.layout[r.buf] + r.off * ELEM_BYTES; }
+  private view(rank: number, byteOff: number, len: number): Float32Array {
+    const s = byteOff >> 2;
+    return this.f32[rank]!.subarray(s, s + len);
+  }
+
+  /** dst := acc op src, where src lives in another rank's memory */
+  private reduceFromPeer(dstB: number, accB: number, peer: number, srcB: number, len: number, op: NonNullable<Op & { k: 'recv' }>['op']): void {
+    const kern = this.kern!;
+    const stage = this.job.layout.stage;
+    const SL = 32768; // elements per slice: 128 KiB stays in cache
+    const me = this.f32[this.rank]!;
+    const src = this.f32[peer]!;
+    for (let i = 0; i < len; i += SL) {
+      const n = Math.min(SL, len - i);
+      const s = (srcB >> 2) + i;
+      me.set(src.subarray(s, s + n), stage >> 2);
+      kern.reduce(dstB + i * 4, accB + i * 4, stage, n, op!);
+    }
+  }
+
+  // ---------------------------------------------------------------- ops
+  private hazard(w: Region): void {
+    const outs = this.outstanding;
+    if (outs.length === 0) return;
+    const off = w.off, end = w.off + w.len;
+    if (w.len === 0) return;
+    for (let j = 0; j < outs.length; j++) {
+      const o = outs[j]!;
+      if (o.buf === w.buf && o.off < end && off < o.end) {
+        const idx = this.L.consumed(this.rank, o.peer);
+        this.waitGE(idx, o.seq + 1, ST_CONSUME, o.peer, o.seq);
+      }
+    }
+    this.prune();
+  }
+
+  private prune(): void {
+    const outs = this.outstanding;
+    let k = 0;
+    for (let j = 0; j < outs.length; j++) {
+      const o = outs[j]!;
+      if (Atomics.load(this.ctl, this.L.consumed(this.rank, o.peer)) <= o.seq) outs[k++] = o;
+    }
+    outs.length = k;
+  }
+
+  private drain(): void {
+    for (const o of this.outstanding) this.waitGE(this.L.consumed(this.rank, o.peer), o.seq + 1, ST_CONSUME, o.peer, o.seq);
+    this.outstanding.length = 0;
+  }
+
+  private hnow(): number { return this.tracer ? nowMs() - this.job.epoch : 0; }
+
+  runProgram(): void {
+    const prog = this.job.program;
+    const topo = this.topo!;
+    const c = this.clock!;
+    const me = this.rank;
+    const ctl = this.ctl;
+    const L = this.L;
+    const pcIdx = L.rank(me, R_PC);
+    const progIdx = L.rank(me, R_PROGRESS);
+    const pace = this.job.pace;
+    const tr = this.iter === this.traceIter ? this.tracer : undefined;
+    for (let i = 0; i < prog.length; i++) {
+      ctl[pcIdx] = i;
+      const o = prog[i]!;
+      const h0 = tr ? this.hnow() : 0;
+      switch (o.k) {
+        case 'send': {
+          const peer = o.peer;
+          const seq = this.sendSeq[peer]!;
+          if (seq >= DESC_SLOTS) this.waitGE(L.consumed(me, peer), seq - DESC_SLOTS + 1, ST_SLOT, peer, seq);
+          const bytes = o.src.len * ELEM_BYTES;
+          const [vs, arrival] = sendTimes(c, topo, me, peer, bytes);
+          const d = L.desc(me, peer, seq);
+          const f = this.f64;
+          f[d] = this.byteOff(o.src);
+          f[d + 1] = o.src.len;
+          f[d + 2] = arrival;
+          f[d + 3] = seq;
+          this.sendSeq[peer] = seq + 1;
+          Atomics.store(ctl, L.posted(me, peer), seq + 1);
+          this.ring(peer);
+          if (o.src.len > 0) this.outstanding.push({ peer, seq, buf: o.src.buf, off: o.src.off, end: o.src.off + o.src.len });
+          else this.outstanding.push({ peer, seq, buf: o.src.buf, off: 0, end: 0 });
+          if (tr) tr.add(me, 0, peer, bytes, topo.classOf(me, peer), vs, arrival, h0, this.hnow(), seq, this.iter);
+          break;
+        }
+        case 'recv': {
+          const peer = o.peer;
+          this.hazard(o.dst);
+          const seq = this.recvSeq[peer]!;
+          this.waitGE(L.posted(peer, me), seq + 1, ST_RECV, peer, seq);
+          const d = L.desc(peer, me, seq);
+          const f = this.f64;
+          const srcB = f[d]!, len = f[d + 1]!, arrival = f[d + 2]!;
+          if (len !== o.dst.len) throw new Error(`rank ${me} op ${i}: message #${seq} from rank ${peer} has ${len} elements, recv expects ${o.dst.len}`);
+          const dstB = this.byteOff(o.dst);
+          if (len > 0) {
+            if (o.op) this.reduceFromPeer(dstB, o.acc ? this.byteOff(o.acc) : dstB, peer, srcB, len, o.op);
+            else this.view(me, dstB, len).set(this.view(peer, srcB, len));
+          }
+          const bytes = len * ELEM_BYTES;
+          const [vs, ve] = recvTimes(c, topo, arrival, bytes, !!o.op);
+          if (pace > 0) this.sleepUntil(this.t0 + ve * 1000 * pace);
+          this.recvSeq[peer] = seq + 1;
+          Atomics.store(ctl, L.consumed(peer, me), seq + 1);
+          this.ring(peer);
+          if (tr) tr.add(me, 1, peer, bytes, topo.classOf(peer, me), vs, ve, h0, this.hnow(), seq, this.iter);
+          break;
+        }
+        case 'copy': {
+          this.hazard(o.dst);
+          if (o.src.len > 0) this.view(me, this.byteOff(o.dst), o.dst.len).set(this.view(me, this.byteOff(o.src), o.src.len));
+          this.local(o, tr, h0);
+          break;
+        }
+        case 'reduce': {
+          this.hazard(o.dst);
+          if (o.dst.len > 0) this.kern!.reduce(this.byteOff(o.dst), this.byteOff(o.a), this.byteOff(o.b), o.dst.len, o.op);
+          this.local(o, tr, h0);
+          break;
+        }
+        case 'scale': {
+          this.hazard(o.dst);
+          if (o.dst.len > 0) this.kern!.scale(this.byteOff(o.dst), o.dst.len, o.factor);
+          this.local(o, tr, h0);
+          break;
+        }
+        case 'compute':
+          this.local(o, tr, h0);
+          break;
+      }
+      ctl[progIdx]!++;
+    }
+    ctl[pcIdx] = prog.length;
+    this.drain();
+  }
+
+  private local(o: Op, tr: TraceRecorder | undefined, h0: number): void {
+    const [vs, ve] = localTimes(this.clock!, o, this.topo!, this.peak);
+    if (this.job.pace > 0) this.sleepUntil(this.t0 + ve * 1000 * this.job.pace);
+    if (tr) {
+      const bytes = o.k === 'compute' ? o.bytes : o.k === 'copy' ? o.src.len * ELEM_BYTES : o.k === 'reduce' || o.k === 'scale' ? o.dst.len * ELEM_BYTES : 0;
+      tr.add(this.rank, KIND_CODES.indexOf(o.k), -1, bytes, -1, vs, ve, h0, this.hnow(), -1, this.iter);
+    }
+  }
+
+  // ---------------------------------------------------------------- jobs
+  private iteration(): number {
+    const ctl = this.ctl;
+    ctl[this.L.rank(this.rank, R_ITER)] = this.iter;
+    if (this.job.pace > 0) this.t0 = this.barrier();
+    this.clock!.reset(0);
+    this.runProgram();
+    this.iter++;
+    return this.clock!.t;
+  }
+
+  runJob(job: RunJob): RankResult {
+    this.job = job;
+    if (job.mems) {
+      this.mems = job.mems;
+      this.f32 = job.mems.map((m) => new Float32Array(m.buffer));
+      this.kern = createKernels(job.mems[this.rank]!, job.simd);
+    } else if (this.kern && this.kern.simd !== job.simd) {
+      this.kern = createKernels(this.mems[this.rank]!, job.simd);
+    }
+    if (job.topo) {
+      this.topo = new Topology(job.topo);
+      this.clock = new VClock(this.topo.nPorts);
+      this.peak = this.topo.hw.peakFlops.bf16;
+    }
+    if (!this.topo || !this.kern) throw new Error('job without topology or memory');
+    this.spin = job.spin;
+    this.sendSeq.fill(0);
+    this.recvSeq.fill(0);
+    this.outstanding.length = 0;
+    this.iter = 0;
+    this.tracer = job.trace ? new TraceRecorder() : undefined;
+    this.traceIter = job.trace ? job.warmup : -1;
+    const spec = job.pattern;
+    const me = this.rank;
+    const inputView = () => {
+      const I = inputRegion(spec!, me);
+      return this.view(me, this.byteOff(I), I.len);
+    };
+    const hasInput = spec && spec.coll !== 'barrier' && (spec.coll !== 'broadcast' || me === spec.root);
+    if (spec && hasInput) fillInput(spec, me, inputView());
+    let vtime = -1;
+    for (let w = 0; w < job.warmup; w++) this.checkTime(this.iteration(), (vtime = vtime < 0 ? this.clock!.t : vtime));
+    this.barrier();
+    const h0 = nowMs();
+    for (let it = 0; it < job.iters; it++) {
+      const t = this.iteration();
+      if (vtime < 0) vtime = t;
+      this.checkTime(t, vtime);
+    }
+    const hostMs = job.iters > 0 ? (nowMs() - h0) / job.iters : 0;
+    let wrong = 0, maxErr = 0;
+    if (job.check && spec) {
+      const O = outputRegion(spec, me);
+      this.view(me, this.byteOff(O), O.len).fill(NaN);
+      if (hasInput) fillInput(spec, me, inputView());
+      this.barrier();
+      const t = this.iteration();
+      if (vtime < 0) vtime = t;
+      this.checkTime(t, vtime);
+      const res = checkPattern(spec, me, this.view(me, this.byteOff(O), O.len));
+      wrong = res.wrong;
+      maxErr = res.maxErr;
+    }
+    return { rank: me, id: job.id, vtime: Math.max(0, vtime), hostMs, wrong, maxErr, trace: this.tracer?.packed() };
+  }
+
+  private checkTime(t: number, ref: number): void {
+    if (t !== ref) throw new Error(`rank ${this.rank}: virtual time differs between iterations (${ref} vs ${t}): nondeterminism bug`);
+  }
+
+  loop(): void {
+    const ctl = this.ctl;
+    const jb = this.L.rank(this.rank, R_JOB_BELL);
+    for (;;) {
+      Atomics.store(ctl, this.L.rank(this.rank, R_STATE), ST_IDLE);
+      const v = Atomics.load(ctl, jb);
+      const m = receiveMessageOnPort(this.port);
+      if (!m) {
+        Atomics.wait(ctl, jb, v, 1000);
+        continue;
+      }
+      const job = m.message as Job;
+      if (job.kind === 'shutdown') return;
+      Atomics.store(ctl, this.L.rank(this.rank, R_STATE), ST_RUNNING);
+      let res: RankResult;
+      try {
+        res = this.runJob(job);
+      } catch (e) {
+        if (e instanceof AbortError) {
+          res = { rank: this.rank, id: job.id, vtime: 0, hostMs: 0, wrong: 0, maxErr: 0, aborted: true };
+        } else {
+          // tell every other rank to stop, then report
+          Atomics.store(ctl, H_ABORT, 1);
+          for (let r = 0; r < this.p; r++) this.ring(r);
+          Atomics.add(ctl, H_BAR_GEN, 0);
+          Atomics.notify(ctl, H_BAR_GEN);
+          const err = e as Error;
+          res = { rank: this.rank, id: job.id, vtime: 0, hostMs: 0, wrong: 0, maxErr: 0, error: err.stack ?? String(err) };
+        }
+      }
+      Atomics.store(ctl, this.L.rank(this.rank, R_STATE), ST_IDLE);
+      this.port.postMessage(res);
+    }
+  }
+}
+
+/** piscina task: the whole life of one rank. */
+export default function rankTask(init: InitMessage): { rank: number } {
+  const rt = new RankRuntime(init);
+  rt.loop();
+  init.port.close();
+  return { rank: init.rank };
+}

@@ -75,8 +75,8 @@ class RankRuntime {
   // ---------------------------------------------------------------- waiting
   private setState(s: number, peer = -1, seq = -1): void {
     const base = this.L.rank(this.rank, 0);
-    this.ctl[base + R_WAIT_PEER] = peer;
-    this.ctl[base + R_WAIT_SEQ] = seq;
+    Atomics.store(this.ctl, base + R_WAIT_PEER, peer);
+    Atomics.store(this.ctl, base + R_WAIT_SEQ, seq);
     Atomics.store(this.ctl, base + R_STATE, s);
   }
 
@@ -103,6 +103,17 @@ class RankRuntime {
     const b = this.L.rank(rank, R_BELL);
     Atomics.add(this.ctl, b, 1);
     Atomics.notify(this.ctl, b);
+  }
+
+  /**
+   * Wake `rank` only if it declared that it waits for us. Both sides use sequentially consistent
+   * atomics (waiter: declare, then re-check the counter; notifier: update the counter, then read
+   * the declaration), so a wake-up cannot be lost, and ranks waiting on someone else sleep on.
+   */
+  private notifyIfWaiting(rank: number): void {
+    const base = this.L.rank(rank, 0);
+    const s = Atomics.load(this.ctl, base + R_STATE);
+    if ((s === ST_RECV || s === ST_CONSUME || s === ST_SLOT) && Atomics.load(this.ctl, base + R_WAIT_PEER) === this.rank) this.ring(rank);
   }
 
   /** wall-clock barrier of all ranks; returns the release time (ms since epoch) */
@@ -226,7 +237,7 @@ class RankRuntime {
           f[d + 3] = seq;
           this.sendSeq[peer] = seq + 1;
           Atomics.store(ctl, L.posted(me, peer), seq + 1);
-          this.ring(peer);
+          this.notifyIfWaiting(peer);
           if (o.src.len > 0) this.outstanding.push({ peer, seq, buf: o.src.buf, off: o.src.off, end: o.src.off + o.src.len });
           else this.outstanding.push({ peer, seq, buf: o.src.buf, off: 0, end: 0 });
           if (tr) tr.add(me, 0, peer, bytes, topo.classOf(me, peer), vs, arrival, h0, this.hnow(), seq, this.iter);
@@ -251,7 +262,7 @@ class RankRuntime {
           if (pace > 0) this.sleepUntil(this.t0 + ve * 1000 * pace);
           this.recvSeq[peer] = seq + 1;
           Atomics.store(ctl, L.consumed(peer, me), seq + 1);
-          this.ring(peer);
+          this.notifyIfWaiting(peer);
           if (tr) tr.add(me, 1, peer, bytes, topo.classOf(peer, me), vs, ve, h0, this.hnow(), seq, this.iter);
           break;
         }
@@ -280,7 +291,9 @@ class RankRuntime {
       ctl[progIdx]!++;
     }
     ctl[pcIdx] = prog.length;
-    this.drain();
+    // Sends still in flight stay outstanding: the next write to their regions (hazard()) or the
+    // end of the job (drain()) waits for them, so iterations can overlap as on a GPU stream.
+    this.prune();
   }
 
   private local(o: Op, tr: TraceRecorder | undefined, h0: number): void {
@@ -344,6 +357,7 @@ class RankRuntime {
     }
     const hostMs = job.iters > 0 ? (nowMs() - h0) / job.iters : 0;
     let wrong = 0, maxErr = 0;
+    this.drain();
     if (job.check && spec) {
       const O = outputRegion(spec, me);
       this.view(me, this.byteOff(O), O.len).fill(NaN);
@@ -355,6 +369,7 @@ class RankRuntime {
       const res = checkPattern(spec, me, this.view(me, this.byteOff(O), O.len));
       wrong = res.wrong;
       maxErr = res.maxErr;
+      this.drain();
     }
     return { rank: me, id: job.id, vtime: Math.max(0, vtime), hostMs, wrong, maxErr, trace: this.tracer?.packed() };
   }

@@ -1,0 +1,212 @@
+/**
+ * `collemu bench <collective>`: an nccl-tests style sweep over message sizes, run on the worker
+ * thread emulator with real Float32 data. time = virtual microseconds (deterministic), algbw and
+ * busbw as in nccl-tests (doc/PERFORMANCE.md), #wrong from an exact pattern check, host(us) = host
+ * wall time per iteration.
+ */
+import { Cluster } from '../runtime/cluster.js';
+import type { ReduceOp } from '../runtime/ir.js';
+import { REDUCE_OPS } from '../runtime/ir.js';
+import type { Topology } from '../runtime/topology.js';
+import type { TraceEvent } from '../runtime/trace.js';
+import { resolveAlgorithm } from '../collectives/registry.js';
+import {
+  busBwFactor, bufferSizes, COLLECTIVES, countForSize, isReducing, isRooted, ncclSize, type Algorithm, type CollSpec, type Collective,
+} from '../collectives/types.js';
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export interface BenchOptions {
+  coll: Collective;
+  topo: Topology;
+  /** 'auto', a registered name, or a user Algorithm object */
+  algo: string | Algorithm;
+  minBytes: number;
+  maxBytes: number;
+  factor: number;
+  iters: number;
+  warmup: number;
+  check: boolean;
+  op: ReduceOp;
+  root: number;
+  pace: number;
+  trace?: boolean;
+  /** run in-place too (default true) */
+  inPlace?: boolean;
+  simd?: boolean;
+  onRow?: (row: BenchRow) => void;
+}
+
+export interface BenchHalf {
+  time: number; // us
+  alg_bw: number; // GB/s
+  bus_bw: number; // GB/s
+  nwrong: number;
+  host_time: number; // us
+  algo: string;
+  max_err: number;
+}
+
+export interface BenchRow {
+  size: number;
+  count: number;
+  type: 'float';
+  redop: string;
+  root: number;
+  oop: BenchHalf;
+  ip?: BenchHalf;
+}
+
+export function parseBytes(s: string, what = 'size'): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)i?[bB]?\s*$/.exec(s);
+  if (!m) throw new UsageError(`${what} '${s}' is not a byte count (e.g. 1024, 64K, 16M, 1G)`);
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2]!.toLowerCase()]!;
+  const v = Math.floor(Number(m[1]) * mult);
+  if (!Number.isSafeInteger(v)) throw new UsageError(`${what} '${s}' is too large`);
+  return v;
+}
+
+export function sweepSizes(min: number, max: number, factor: number): number[] {
+  if (min < 0 || max < 0) throw new UsageError('sizes must be >= 0');
+  if (min > max) throw new UsageError(`--min-bytes (${min}) is larger than --max-bytes (${max})`);
+  if (!(factor > 1) && min !== max) throw new UsageError(`--factor must be > 1 (got ${factor})`);
+  const out: number[] = [];
+  for (let s = min; s <= max; s = s === 0 ? 1 : Math.max(s + 1, Math.floor(s * factor))) {
+    out.push(s);
+    if (min === max) break;
+  }
+  return out;
+}
+
+export function validateBench(o: BenchOptions): void {
+  if (!COLLECTIVES.includes(o.coll)) throw new UsageError(`unknown collective '${o.coll}' (known: ${COLLECTIVES.join(', ')})`);
+  if (!REDUCE_OPS.includes(o.op)) throw new UsageError(`unknown --op '${o.op}' (known: ${REDUCE_OPS.join(', ')})`);
+  if (!Number.isInteger(o.iters) || o.iters < 1) throw new UsageError(`--iters must be an integer >= 1 (got ${o.iters})`);
+  if (!Number.isInteger(o.warmup) || o.warmup < 0) throw new UsageError(`--warmup must be an integer >= 0 (got ${o.warmup})`);
+  if (!Number.isInteger(o.root) || o.root < 0 || o.root >= o.topo.p) throw new UsageError(`--root must be a rank in 0..${o.topo.p - 1} (got ${o.root})`);
+  if (!(o.pace >= 0) || !Number.isFinite(o.pace)) throw new UsageError(`--pace must be a dilation >= 0 (got ${o.pace})`);
+}
+
+function half(spec: CollSpec, algo: Algorithm, r: { time: number; hostTime: number; wrong: number; maxErr: number }, check: boolean): BenchHalf {
+  const size = ncclSize(spec.coll, spec.p, spec.count);
+  const tUs = r.time * 1e6;
+  const alg = tUs > 0 ? size / 1e3 / tUs : 0; // GB/s = bytes / 1e9 / s
+  return {
+    time: tUs, alg_bw: alg, bus_bw: alg * busBwFactor(spec.coll, spec.p), nwrong: check ? r.wrong : -1,
+    host_time: r.hostTime * 1e6, algo: algo.name, max_err: r.maxErr,
+  };
+}
+
+export async function runBench(o: BenchOptions, cluster?: Cluster): Promise<{ rows: BenchRow[]; events?: TraceEvent[] }> {
+  validateBench(o);
+  const p = o.topo.p;
+  const sizes = sweepSizes(o.minBytes, o.maxBytes, o.factor);
+  const own = !cluster;
+  const c = cluster ?? (await Cluster.start(o.topo, { simd: o.simd }));
+  const rows: BenchRow[] = [];
+  let events: TraceEvent[] | undefined;
+  try {
+    for (const bytes of sizes) {
+      const count = countForSize(o.coll, p, bytes);
+      const row: BenchRow = {
+        size: ncclSize(o.coll, p, count), count, type: 'float',
+        redop: isReducing(o.coll) ? o.op : 'none', root: isRooted(o.coll) ? o.root : -1,
+      } as BenchRow;
+      for (const inPlace of o.inPlace === false ? [false] : [false, true]) {
+        const spec: CollSpec = { coll: o.coll, p, count, op: o.op, inPlace, root: o.root };
+        const algo = typeof o.algo === 'string' ? resolveAlgorithm(spec, o.topo, o.algo) : o.algo;
+        const why = algo.unsupported?.(spec, o.topo);
+        if (why) throw new UsageError(`${o.coll} algorithm '${algo.name}' cannot run here: ${why}`);
+        const programs = algo.build(spec, o.topo);
+        const wantTrace = !!o.trace && bytes === sizes[sizes.length - 1] && !inPlace;
+        const r = await c.run({
+          programs, sizes: bufferSizes(spec, algo, o.topo), warmup: o.warmup, iters: o.iters,
+          pattern: spec, check: o.check, trace: wantTrace, pace: o.pace,
+        });
+        if (wantTrace) events = r.events;
+        const h = half(spec, algo, r, o.check);
+        if (inPlace) row.ip = h;
+        else row.oop = h;
+      }
+      rows.push(row);
+      o.onRow?.(row);
+    }
+  } finally {
+    if (own) await c.close();
+  }
+  return { rows, events };
+}
+
+// ------------------------------------------------------------------ formatting (nccl-tests layout)
+function fmtTime(us: number): string {
+  if (us >= 10000) return us.toFixed(0).padStart(7);
+  if (us >= 100) return us.toFixed(1).padStart(7);
+  return us.toFixed(2).padStart(7);
+}
+const fmtBw = (x: number) => x.toFixed(2).padStart(6);
+const fmtWrong = (n: number) => (n < 0 ? 'N/A' : String(n)).padStart(6);
+const fmtHost = (us: number) => (us >= 1e5 ? us.toFixed(0) : us.toFixed(1)).padStart(9);
+
+export function headerLines(title: string, o: Pick<BenchOptions, 'topo' | 'minBytes' | 'maxBytes' | 'factor' | 'warmup' | 'iters' | 'check' | 'pace'>, algo: string): string[] {
+  const t = o.topo;
+  const lines = [
+    `# ${title}: nranks ${t.p}, minBytes ${o.minBytes} maxBytes ${o.maxBytes} step: ${o.factor}(factor) warmup iters: ${o.warmup} iters: ${o.iters} agg iters: 1 validation: ${o.check ? 1 : 0} graph: 0`,
+    `# collemu emulator: ${t.describe()}; algo ${algo}; time = virtual us (deterministic)${o.pace > 0 ? `; paced x${o.pace}` : ''}; host(us) = wall time per iteration`,
+    '#',
+  ];
+  const show = Math.min(t.p, 8);
+  for (let r = 0; r < show; r++) lines.push(`#  Rank ${String(r).padStart(2)} Group  0 Node ${String(t.nodeOf(r)).padStart(3)} device ${String(r % t.data.gpusPerNode).padStart(2)} [emulated] ${t.hw.name}`);
+  if (t.p > show) lines.push(`#  ... ${t.p - show} more ranks`);
+  lines.push('#');
+  lines.push('#                                                              out-of-place                       in-place          ');
+  lines.push('#       size         count      type   redop    root     time   algbw   busbw #wrong     time   algbw   busbw #wrong   host(us)  in-host(us)  algo');
+  lines.push('#        (B)    (elements)                               (us)  (GB/s)  (GB/s)            (us)  (GB/s)  (GB/s)                                   ');
+  return lines;
+}
+
+export function formatRow(r: BenchRow): string {
+  const lead = `${String(r.size).padStart(12)}  ${String(r.count).padStart(12)}  ${r.type.padStart(8)}  ${r.redop.padStart(6)}  ${String(r.root).padStart(6)}`;
+  const h = (x: BenchHalf | undefined) => (x ? `  ${fmtTime(x.time)}  ${fmtBw(x.alg_bw)}  ${fmtBw(x.bus_bw)}${fmtWrong(x.nwrong)}` : `  ${'N/A'.padStart(7)}  ${'N/A'.padStart(6)}  ${'N/A'.padStart(6)}${'N/A'.padStart(6)}`);
+  const algo = r.ip && r.ip.algo !== r.oop.algo ? `${r.oop.algo}/${r.ip.algo}` : r.oop.algo;
+  return `${lead}${h(r.oop)}${h(r.ip)}  ${fmtHost(r.oop.host_time)}  ${r.ip ? fmtHost(r.ip.host_time) : 'N/A'.padStart(9)}    ${algo}`;
+}
+
+export function footerLines(rows: BenchRow[], check: boolean): string[] {
+  let wrong = 0, sum = 0, n = 0;
+  for (const r of rows) {
+    for (const x of [r.oop, r.ip]) {
+      if (!x) continue;
+      if (x.nwrong > 0) wrong += x.nwrong;
+      sum += x.bus_bw;
+      n++;
+    }
+  }
+  return [
+    `# Out of bounds values : ${wrong} ${wrong === 0 ? 'OK' : 'FAILED'}${check ? '' : ' (not checked: -c 0)'}`,
+    `# Avg bus bandwidth    : ${n ? (sum / n).toFixed(4) : '0'} `,
+    '#',
+  ];
+}
+
+/** JSON rows: nccl-tests keys, in-place keys prefixed with in_. */
+export function jsonRows(rows: BenchRow[]): Record<string, unknown>[] {
+  return rows.map((r) => {
+    const o: Record<string, unknown> = { size: r.size, count: r.count, type: r.type, redop: r.redop, root: r.root };
+    const put = (x: BenchHalf, pre: string) => {
+      o[pre + 'time'] = x.time;
+      o[pre + 'alg_bw'] = x.alg_bw;
+      o[pre + 'bus_bw'] = x.bus_bw;
+      o[pre + 'nwrong'] = x.nwrong < 0 ? null : x.nwrong;
+      o[pre + 'host_time'] = x.host_time;
+      o[pre + 'algo'] = x.algo;
+    };
+    put(r.oop, '');
+    if (r.ip) put(r.ip, 'in_');
+    return o;
+  });
+}

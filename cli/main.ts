@@ -1,0 +1,182 @@
+/** The `collemu` command line. */
+import { writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { ALGORITHMS, AlgorithmError } from '../collectives/registry.js';
+import { COLLECTIVES, type Algorithm, type Collective } from '../collectives/types.js';
+import { EmulatorDeadlock, RankFailure } from '../runtime/cluster.js';
+import { IRError, type ReduceOp } from '../runtime/ir.js';
+import { OutOfMemoryError } from '../runtime/memory.js';
+import { makeTopology, TopologyError, TOPOLOGY_PRESETS, type TopologyOptions } from '../runtime/topology.js';
+import { writeTrace } from '../runtime/trace.js';
+import { footerLines, formatRow, headerLines, jsonRows, parseBytes, runBench, UsageError } from './bench.js';
+
+const BENCH_COLLS = ['allreduce', 'allgather', 'reducescatter', 'broadcast', 'reduce', 'alltoall', 'sendrecv', 'barrier'];
+
+function num(what: string, integer = false) {
+  return (v: string) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new InvalidArgumentError(`${what} must be ${integer ? 'an integer' : 'a number'}`);
+    return n;
+  };
+}
+const bytesArg = (what: string) => (v: string) => {
+  try {
+    return parseBytes(v, what);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+};
+
+interface TopoFlags { topology: string; ranks?: number; nodes?: number; linkBw?: number; linkLatency?: number; reduceBw?: number; gpu?: string; memCapacity?: number }
+
+function topoFrom(f: TopoFlags) {
+  const o: TopologyOptions = { ranks: f.ranks, nodes: f.nodes, linkBw: f.linkBw, linkLatency: f.linkLatency, reduceBw: f.reduceBw, gpu: f.gpu, memCapacity: f.memCapacity };
+  return makeTopology(f.topology, o);
+}
+
+function addTopoOptions(c: Command): Command {
+  return c
+    .option('--ranks <N>', 'number of ranks (simulated GPUs)', num('--ranks', true))
+    .option('--topology <NAME|FILE>', `topology preset (${TOPOLOGY_PRESETS.join(', ')}) or a JSON file`, 'hgx-h100')
+    .option('--nodes <K>', 'nodes for hgx-h100 / dgx-a100 (8 GPUs each)', num('--nodes', true))
+    .option('--link-bw <GB/s>', 'flat: link bandwidth per direction', num('--link-bw'))
+    .option('--link-latency <us>', 'flat: link latency', num('--link-latency'))
+    .option('--reduce-bw <GB/s>', 'modeled local reduce/copy throughput (0 = free); default: from the GPU HBM bandwidth (flat: free)', num('--reduce-bw'))
+    .option('--gpu <NAME>', 'hardware profile: a100, h100, h200')
+    .option('--mem-capacity <bytes>', 'device memory per rank (scaled down), e.g. 2G', bytesArg('--mem-capacity'));
+}
+
+async function loadAlgoFile(file: string, coll: Collective): Promise<Algorithm> {
+  const mod = (await import(pathToFileURL(resolve(file)).href)) as Record<string, unknown>;
+  const a = (mod.default ?? mod.algorithm) as Algorithm | undefined;
+  if (!a || typeof a.build !== 'function' || typeof a.cost !== 'function' || typeof a.name !== 'string') {
+    throw new UsageError(`${file} must export (default or 'algorithm') an object with name, coll, build(spec, topo) and cost(spec, topo)`);
+  }
+  if (a.coll !== coll) throw new UsageError(`${file} implements ${a.coll}, not ${coll}`);
+  return a;
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('collemu')
+    .description('Emulator of GPU collective communication: worker threads as GPUs, real Float32 collectives, deterministic virtual time')
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)');
+
+  addTopoOptions(
+    program
+      .command('bench')
+      .description('nccl-tests style benchmark of one collective on the worker-thread emulator (time = virtual us)')
+      .argument('<collective>', BENCH_COLLS.join('|'))
+      .option('--algo <NAME>', 'algorithm name or auto (see `collemu algos`)', 'auto')
+      .option('--algo-file <FILE>', 'a JavaScript module exporting a user-written Algorithm (see README: Writing an algorithm)')
+      .option('-b, --min-bytes <size>', 'smallest size (suffixes K, M, G)', bytesArg('--min-bytes'), 1024)
+      .option('-e, --max-bytes <size>', 'largest size', bytesArg('--max-bytes'), 64 * 1024 * 1024)
+      .option('-f, --factor <F>', 'size multiplication factor', num('--factor'), 4)
+      .option('-n, --iters <N>', 'timed iterations', num('--iters', true), 20)
+      .option('-w, --warmup <N>', 'warm-up iterations', num('--warmup', true), 5)
+      .option('-c, --check <0|1>', 'check results (1) or not (0)', num('--check', true), 1)
+      .option('--op <OP>', 'reduction: sum, prod, max, min, avg', 'sum')
+      .option('-r, --root <R>', 'root rank for broadcast / reduce', num('--root', true), 0)
+      .option('--pace <dilation>', 'wall-clock pacing: wall time tracks virtual time x dilation (0 = off)', num('--pace'), 0)
+      .option('--no-in-place', 'skip the in-place half')
+      .option('--no-simd', 'plain JavaScript kernels instead of WebAssembly SIMD')
+      .option('--trace <FILE>', 'write the largest size\'s out-of-place run as Chrome trace JSON (or .msgpack)')
+      .option('--json <FILE|->', 'write rows as JSON to FILE, or to stdout with -'),
+  ).action(async (collArg: string, f: Record<string, unknown> & TopoFlags) => {
+    if (!BENCH_COLLS.includes(collArg)) throw new UsageError(`unknown collective '${collArg}' (known: ${BENCH_COLLS.join(', ')})`);
+    const coll = collArg as Collective;
+    if (f.check !== 0 && f.check !== 1) throw new UsageError(`--check must be 0 or 1 (got ${f.check})`);
+    if (f.algoFile && f.algo !== 'auto') throw new UsageError('give either --algo or --algo-file, not both');
+    const topo = topoFrom(f);
+    const algo = f.algoFile ? await loadAlgoFile(f.algoFile as string, coll) : (f.algo as string);
+    const json = f.json as string | undefined;
+    const toStdout = json === '-';
+    const out = (s: string) => { if (!toStdout) process.stdout.write(s + '\n'); };
+    const opts = {
+      coll, topo, algo, minBytes: f.minBytes as number, maxBytes: f.maxBytes as number, factor: f.factor as number,
+      iters: f.iters as number, warmup: f.warmup as number, check: f.check === 1, op: f.op as ReduceOp, root: f.root as number,
+      pace: f.pace as number, inPlace: f.inPlace as boolean, simd: f.simd as boolean, trace: !!f.trace,
+    };
+    for (const l of headerLines(`collemu bench ${coll}`, opts, typeof algo === 'string' ? algo : `${algo.name} (${f.algoFile})`)) out(l);
+    const { rows, events } = await runBench({ ...opts, onRow: (r) => out(formatRow(r)) });
+    for (const l of footerLines(rows, opts.check)) out(l);
+    if (json) {
+      const text = JSON.stringify(jsonRows(rows), null, 2);
+      if (toStdout) process.stdout.write(text + '\n');
+      else writeFileSync(json, text + '\n');
+    }
+    if (f.trace && events) {
+      writeTrace(f.trace as string, events, topo.data.links.map((l) => l.name));
+      if (!toStdout) out(`# trace: ${events.length} events written to ${f.trace}`);
+    }
+    const wrong = rows.reduce((s, r) => s + Math.max(0, r.oop.nwrong) + Math.max(0, r.ip?.nwrong ?? 0), 0);
+    if (wrong > 0) process.exitCode = 1;
+  });
+
+  program
+    .command('algos')
+    .description('list the algorithms of every collective with their cost formulas')
+    .argument('[collective]', 'only this collective')
+    .action((coll?: string) => {
+      if (coll && !COLLECTIVES.includes(coll as Collective)) throw new UsageError(`unknown collective '${coll}' (known: ${COLLECTIVES.join(', ')})`);
+      for (const a of ALGORITHMS) {
+        if (coll && a.coll !== coll) continue;
+        console.log(`${a.coll.padEnd(14)} ${a.name.padEnd(13)} ${a.summary}`);
+        console.log(`${''.padEnd(28)} T = ${a.formula}`);
+      }
+    });
+
+  addTopoOptions(
+    program.command('topology').description('describe a topology: link classes, ranks per node, hardware'),
+  ).action((f: TopoFlags) => {
+    const t = topoFrom(f);
+    console.log(t.describe());
+    for (const [i, l] of t.data.links.entries()) {
+      console.log(`  link class ${i}: ${l.name.padEnd(10)} ${(l.bw / 1e9).toString().padStart(6)} GB/s  ${(l.alpha * 1e6).toString().padStart(5)} us`);
+    }
+    console.log(`  reduce cost ${(t.gamma * 1e12).toFixed(3)} ps/B, copy cost ${(t.delta * 1e12).toFixed(3)} ps/B, memory ${t.data.memCapacity / 1e9} GB per rank`);
+  });
+
+  program
+    .command('tour')
+    .description('the main job (npm start): a short guided run')
+    .action(async () => {
+      const { runTour } = await import('./tour.js');
+      await runTour();
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.exitOverride();
+  program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  for (const c of program.commands) c.exitOverride();
+  try {
+    await program.parseAsync(argv);
+    return (process.exitCode as number | undefined) ?? 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      return 2; // commander already printed the message
+    }
+    const err = e as Error;
+    if (err instanceof UsageError || err instanceof TopologyError || err instanceof AlgorithmError || err instanceof IRError || err instanceof OutOfMemoryError || err.message.startsWith('emulation limit')) {
+      process.stderr.write(`collemu: error: ${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof RankFailure || err instanceof EmulatorDeadlock) {
+      process.stderr.write(`collemu: ${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`collemu: internal error: ${err.stack ?? err.message}\n`);
+    return 1;
+  }
+}
+
+export { Option };

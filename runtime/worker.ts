@@ -18,7 +18,7 @@ import {
 } from './control.js';
 import { ELEM_BYTES, type BufName, type Op, type Region } from './ir.js';
 import type { InitMessage, Job, RankResult, RunJob } from './job.js';
-import { createKernels, type Kernels } from './dataplane.js';
+import { createKernels, type Kernels } from './kernels.js';
 import { localTimes, recvTimes, sendTimes, VClock } from './timing.js';
 import { Topology } from './topology.js';
 import { KIND_CODES, TraceRecorder } from './trace.js';
@@ -321,9 +321,9 @@ class RankRuntime {
     if (job.mems) {
       this.mems = job.mems;
       this.f32 = job.mems.map((m) => new Float32Array(m.buffer));
-      this.kern = createKernels(job.mems[this.rank]!, job.simd);
+      this.kern = createKernels(job.mems[this.rank]!, { impl: job.simd ? 'auto' : 'js' });
     } else if (this.kern && this.kern.simd !== job.simd) {
-      this.kern = createKernels(this.mems[this.rank]!, job.simd);
+      this.kern = createKernels(this.mems[this.rank]!, { impl: job.simd ? 'auto' : 'js' });
     }
     if (job.topo) {
       this.topo = new Topology(job.topo);

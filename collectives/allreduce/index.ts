@@ -1,4 +1,8 @@
 import type { Algorithm } from '../types.js';
+import { directAllreduce } from './direct.js';
+import { hierarchicalAllreduce } from './hierarchical.js';
+import { rhdAllreduce } from './rhd.js';
 import { ringAllreduce } from './ring.js';
+import { treeAllreduce } from './tree.js';
 
-export const ALLREDUCE_ALGOS: Algorithm[] = [ringAllreduce];
+export const ALLREDUCE_ALGOS: Algorithm[] = [ringAllreduce, treeAllreduce, rhdAllreduce, hierarchicalAllreduce, directAllreduce];

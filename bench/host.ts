@@ -1,0 +1,83 @@
+/**
+ * Host-speed benchmark of the emulator: wall time per AllReduce with real data, 8 ranks on this
+ * machine, next to Open MPI over shared memory (../shared/peers). With `--peer live` it runs
+ * `../shared/peers/run_openmpi.sh` in the same run (after `../shared/peers/setup.sh`); otherwise it
+ * reads the recorded table in ../shared/peers/results/.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runBench } from '../cli/bench.js';
+import { Cluster } from '../runtime/cluster.js';
+import { makeTopology } from '../runtime/topology.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** the repo root, from dist/bench or bench/ */
+const repo = existsSync(join(here, '..', 'package.json')) ? resolve(here, '..') : resolve(here, '..', '..');
+const peers = resolve(repo, '..', 'shared', 'peers');
+
+/** size (bytes) -> time (us) from an nccl-tests style table (out-of-place column). */
+export function parseTable(text: string): Map<number, number> {
+  const m = new Map<number, number>();
+  for (const line of text.split('\n')) {
+    if (!/^\s*\d/.test(line)) continue;
+    const f = line.trim().split(/\s+/);
+    m.set(Number(f[0]), Number(f[5]));
+  }
+  return m;
+}
+
+function openMpiTimes(live: boolean, ranks: number, min: string, max: string): { times: Map<number, number>; source: string } {
+  if (live) {
+    const script = join(peers, 'run_openmpi.sh');
+    const out = execFileSync(script, [String(ranks), 'allreduce', min, max], { encoding: 'utf8', cwd: peers, stdio: ['ignore', 'pipe', 'ignore'] });
+    return { times: parseTable(out), source: `live: ${script} ${ranks} allreduce ${min} ${max}` };
+  }
+  const file = join(peers, 'results', `openmpi_allreduce_np${ranks}.txt`);
+  if (!existsSync(file)) return { times: new Map(), source: 'none (no recorded table)' };
+  return { times: parseTable(readFileSync(file, 'utf8')), source: `recorded: ${file}` };
+}
+
+export async function runHostBench(opts: { live?: boolean; quick?: boolean } = {}): Promise<string> {
+  const lines: string[] = [];
+  const sizes = opts.quick ? [1024, 1 << 20, 16 << 20] : [1024, 1 << 20, 16 << 20, 64 << 20, 256 << 20];
+  const topo = makeTopology('hgx-h100', { ranks: 8 });
+  const mpi = openMpiTimes(!!opts.live, 8, '1K', opts.quick ? '16M' : '256M');
+  lines.push(`AllReduce host wall time per call, 8 ranks, float32 sum, out-of-place, --algo auto on hgx-h100 (collemu) vs Open MPI 4.1 shared memory`);
+  lines.push(`Open MPI figures: ${mpi.source}`);
+  lines.push(`${'size'.padStart(10)}  ${'algo'.padStart(12)}  ${'collemu(us)'.padStart(12)}  ${'OpenMPI(us)'.padStart(12)}  ${'ratio'.padStart(6)}  ${'virtual(us)'.padStart(11)}  ${'#wrong'.padStart(6)}`);
+  const c = await Cluster.start(topo);
+  try {
+    for (const s of sizes) {
+      const iters = s >= 64 << 20 ? 5 : s >= 1 << 20 ? 10 : 50;
+      const { rows } = await runBench({
+        coll: 'allreduce', topo, algo: 'auto', minBytes: s, maxBytes: s, factor: 2, iters, warmup: Math.max(1, iters / 5),
+        check: true, op: 'sum', root: 0, pace: 0, inPlace: false,
+      }, c);
+      const r = rows[0]!;
+      const m = mpi.times.get(s);
+      lines.push(`${fmtSize(s).padStart(10)}  ${r.oop.algo.padStart(12)}  ${r.oop.host_time.toFixed(1).padStart(12)}  ${(m === undefined ? '-' : m.toFixed(1)).padStart(12)}  ${(m === undefined ? '-' : (r.oop.host_time / m).toFixed(2)).padStart(6)}  ${r.oop.time.toFixed(2).padStart(11)}  ${String(r.oop.nwrong).padStart(6)}`);
+    }
+  } finally {
+    await c.close();
+  }
+  // 64 ranks, 64 MB, real data
+  if (!opts.quick) {
+    const t64 = makeTopology('hgx-h100', { nodes: 8 });
+    const { rows } = await runBench({
+      coll: 'allreduce', topo: t64, algo: 'auto', minBytes: 64 << 20, maxBytes: 64 << 20, factor: 2, iters: 3, warmup: 1,
+      check: true, op: 'sum', root: 0, pace: 0, inPlace: false,
+    });
+    const r = rows[0]!;
+    lines.push('');
+    lines.push(`64 ranks (8 x hgx-h100), 64 MB AllReduce, real data: host ${(r.oop.host_time / 1e3).toFixed(1)} ms per call (target <= 500 ms; SimGrid SMPI 2.33 s), algo ${r.oop.algo}, virtual ${r.oop.time.toFixed(1)} us, #wrong ${r.oop.nwrong}`);
+  }
+  return lines.join('\n');
+}
+
+function fmtSize(b: number): string {
+  if (b >= 1 << 20) return `${b / (1 << 20)} MB`;
+  if (b >= 1024) return `${b / 1024} KB`;
+  return `${b} B`;
+}

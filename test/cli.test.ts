@@ -1,0 +1,115 @@
+/** The collemu CLI as a user runs it: table layout, JSON keys, formula agreement, bad input. */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ringAllreduce } from '../collectives/allreduce/ring.js';
+import { makeTopology } from '../runtime/topology.js';
+
+const BIN = join(import.meta.dirname, '..', 'bin', 'collemu');
+function run(args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 120_000 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe('collemu bench', () => {
+  it('8-rank ring AllReduce on flat 450 GB/s, 1 us reports the formula time in the nccl-tests layout', () => {
+    const r = run(['bench', 'allreduce', '--ranks', '8', '--algo', 'ring', '--topology', 'flat', '--link-bw', '450', '--link-latency', '1', '-b', '1K', '-e', '4M', '-f', '4', '-n', '2', '-w', '1']);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const lines = r.out.split('\n');
+    expect(lines).toContain('#       size         count      type   redop    root     time   algbw   busbw #wrong     time   algbw   busbw #wrong   host(us)  in-host(us)  algo');
+    const rows = lines.filter((l) => /^\s+\d/.test(l)).map((l) => l.trim().split(/\s+/));
+    expect(rows.map((f) => Number(f[0]))).toEqual([1024, 4096, 16384, 65536, 262144, 1048576, 4194304]);
+    const topo = makeTopology('flat', { ranks: 8, linkBw: 450, linkLatency: 1 });
+    for (const f of rows) {
+      const count = Number(f[1]);
+      const want = ringAllreduce.cost({ coll: 'allreduce', p: 8, count, op: 'sum', inPlace: false, root: 0 }, topo) * 1e6;
+      expect(Number(f[5])).toBeCloseTo(want, 1); // time column, printed with 2 decimals
+      expect(f[8]).toBe('0'); // #wrong
+      expect(f[12]).toBe('0'); // in-place #wrong
+      expect(f[f.length - 1]).toBe('ring');
+      // busbw = algbw * 2(p-1)/p
+      expect(Number(f[7])).toBeCloseTo(Number(f[6]) * 1.75, 1);
+    }
+    // the SMPI peer (shared/peers/results) prints 18.28 us at 1 MB with +0.2 us barrier skew; alpha-beta: 18.08
+    expect(rows[5]![5]).toBe('18.08');
+    expect(lines).toContain('# Out of bounds values : 0 OK');
+    expect(lines.some((l) => /^# Avg bus bandwidth {4}: \d+\.\d{4} $/.test(l))).toBe(true);
+  });
+
+  it('writes JSON rows with the nccl-tests keys (in-place prefixed in_)', () => {
+    const r = run(['bench', 'reducescatter', '--ranks', '4', '--topology', 'flat', '-b', '4K', '-e', '16K', '-n', '1', '-w', '0', '--json', '-']);
+    expect(r.code).toBe(0);
+    const rows = JSON.parse(r.out) as Record<string, unknown>[];
+    expect(rows).toHaveLength(2);
+    for (const k of ['size', 'count', 'type', 'redop', 'root', 'time', 'alg_bw', 'bus_bw', 'nwrong', 'host_time', 'algo', 'in_time', 'in_alg_bw', 'in_bus_bw', 'in_nwrong', 'in_host_time', 'in_algo']) {
+      expect(rows[0]).toHaveProperty(k);
+    }
+    expect(rows[0]!.size).toBe(4096);
+    expect(rows[0]!.count).toBe(256);
+    expect(rows[0]!.nwrong).toBe(0);
+  });
+
+  it('runs every collective with a check', () => {
+    for (const coll of ['allgather', 'broadcast', 'reduce', 'alltoall', 'sendrecv']) {
+      const r = run(['bench', coll, '--ranks', '5', '--topology', 'flat', '-b', '1K', '-e', '64K', '-f', '8', '-n', '1', '-w', '0', '--root', '2']);
+      expect(r.err, coll).toBe('');
+      expect(r.code, coll).toBe(0);
+      expect(r.out).toContain('# Out of bounds values : 0 OK');
+    }
+  });
+
+  it('runs a user-written algorithm from a file', () => {
+    const r = run(['bench', 'allgather', '--algo-file', join(import.meta.dirname, '..', 'collectives', 'examples', 'reverse-ring-allgather.mjs'), '--topology', 'flat', '--ranks', '8', '-b', '8K', '-e', '8K', '-n', '1', '-w', '0']);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/reverse-ring\s*$/m);
+    expect(r.out).toContain('# Out of bounds values : 0 OK');
+  });
+
+  it('writes a Chrome trace', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'collemu-'));
+    const file = join(dir, 't.json');
+    const r = run(['bench', 'allreduce', '--ranks', '4', '--algo', 'ring', '-b', '1K', '-e', '1K', '-n', '1', '-w', '0', '--trace', file]);
+    expect(r.code).toBe(0);
+    const t = JSON.parse(readFileSync(file, 'utf8')) as { traceEvents: { ph: string }[] };
+    expect(t.traceEvents.filter((e) => e.ph === 'X').length).toBe(4 * 12);
+    expect(t.traceEvents.some((e) => e.ph === 's')).toBe(true);
+  });
+});
+
+describe('bad input: one-line error, exit code 2', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'collemu-'));
+  const badJson = join(dir, 'bad.json');
+  writeFileSync(badJson, '{ "gpusPerNode": 8, "links": { "nv": { "latency_us": 1 } } ');
+  const badTopo = join(dir, 'bad2.json');
+  writeFileSync(badTopo, JSON.stringify({ gpusPerNode: 4, links: { nv: { latency_us: 1, bandwidth_GBps: -3 } } }));
+  const cases: [string, string[], RegExp][] = [
+    ['unknown algorithm', ['bench', 'allreduce', '--algo', 'nope'], /unknown allreduce algorithm 'nope' \(known: .*ring.*\)/],
+    ['ranks < 1', ['bench', 'allreduce', '--ranks', '0', '--topology', 'flat'], /--ranks must be an integer >= 1/],
+    ['negative size', ['bench', 'allreduce', '-b', '-5'], /error/i],
+    ['min > max', ['bench', 'allreduce', '-b', '1M', '-e', '1K'], /--min-bytes \(1048576\) is larger than --max-bytes \(1024\)/],
+    ['malformed topology JSON', ['bench', 'allreduce', '--topology', badJson], /not valid JSON/],
+    ['invalid topology values', ['bench', 'allreduce', '--topology', badTopo], /bandwidth_GBps must be a number > 0/],
+    ['missing topology file', ['bench', 'allreduce', '--topology', join(dir, 'none.json')], /cannot read topology file/],
+    ['unknown collective', ['bench', 'allfoo'], /unknown collective 'allfoo'/],
+    ['unknown op', ['bench', 'allreduce', '--op', 'xor', '--topology', 'flat', '--ranks', '2'], /unknown --op 'xor'/],
+    ['impossible ranks/nodes', ['bench', 'allreduce', '--topology', 'hgx-h100', '--nodes', '2', '--ranks', '12'], /has 16 GPUs, but --ranks is 12/],
+    ['link-bw on a preset', ['bench', 'allreduce', '--topology', 'hgx-h100', '--link-bw', '100'], /apply to the flat topology/],
+    ['bad root', ['bench', 'broadcast', '--ranks', '4', '--topology', 'flat', '--root', '9'], /--root must be a rank in 0\.\.3/],
+    ['out of memory', ['bench', 'allreduce', '--ranks', '2', '--topology', 'flat', '--mem-capacity', '1M', '-b', '1M', '-e', '1M'], /rank 0: out of device memory/],
+    ['algo for another collective', ['bench', 'allgather', '--algo', 'rhd', '--topology', 'flat', '--ranks', '2'], /unknown allgather algorithm 'rhd'/],
+    ['check not 0/1', ['bench', 'allreduce', '-c', '3'], /--check must be 0 or 1/],
+  ];
+  for (const [name, args, re] of cases) {
+    it(name, () => {
+      const r = run(args);
+      expect(r.code).toBe(2);
+      expect(r.err).toMatch(re);
+      expect(r.err.trim().split('\n').length).toBeLessThanOrEqual(2);
+      expect(r.err).not.toMatch(/\n\s+at /); // no stack trace
+    });
+  }
+});

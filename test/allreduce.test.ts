@@ -67,10 +67,8 @@ describe('allreduce results match the float64 reference', () => {
               const res = simulateCollective(a, s, topo, randomInputs(s, 11 + p));
               expect(res.wrong, `${op} inPlace=${inPlace}: ${res.wrong} wrong (max abs err ${res.maxAbsErr})`).toBe(0);
               expect(res.outputs.every((o) => o!.length === count)).toBe(true);
-              if (name !== 'direct') {
-                // each element is reduced once and copied: every rank holds the same bits
-                expect(firstDifference(res.outputs as Float32Array[]), `${op} inPlace=${inPlace}`).toBe('');
-              }
+              // every rank holds the same bits (direct: every rank reduces in the same canonical order)
+              expect(firstDifference(res.outputs as Float32Array[]), `${op} inPlace=${inPlace}`).toBe('');
             }
           }
         });
@@ -112,6 +110,34 @@ describe('allreduce results match the float64 reference', () => {
         const s = spec(16, count, op, inPlace);
         const res = simulateCollective(algo(name), s, topo, randomInputs(s, 9));
         expect(res.wrong, `${name} count=${count} ${op} inPlace=${inPlace}`).toBe(0);
+        expect(firstDifference(res.outputs as Float32Array[]), `${name} count=${count} ${op} inPlace=${inPlace}`).toBe('');
+      }
+    }
+  });
+
+  it('direct: every rank holds the bits of the canonical-order chain ((x0 + x1) + x2) + ...', () => {
+    const chain = (inputs: Float32Array[], p: number, count: number, order: number[]): Float32Array => {
+      const acc = Float32Array.from(inputs[order[0]!]!.subarray(0, count));
+      for (const q of order.slice(1)) for (let i = 0; i < count; i++) acc[i] = acc[i]! + inputs[q]![i]!;
+      return acc;
+    };
+    for (const p of [2, 3, 5, 8, 16]) {
+      for (const inPlace of [false, true]) {
+        const count = 1009;
+        const s = spec(p, count, 'sum', inPlace);
+        const inputs = randomInputs(s, 21 + p);
+        const canonical = chain(inputs, p, count, [...Array(p).keys()]);
+        for (const topo of p === 16 ? [flat(p), makeTopology('hgx-h100', { nodes: 2 })] : [flat(p)]) {
+          const res = simulateCollective(algo('direct'), s, topo, inputs);
+          expect(res.wrong).toBe(0);
+          const outs = res.outputs as Float32Array[];
+          expect(firstDifference([canonical, ...outs]), `p=${p} inPlace=${inPlace} ${topo.name}`).toBe('');
+        }
+        // the check is sensitive: for p >= 3 a rank-dependent order (as rank p-1 reducing p-1, p-2, ...) gives other bits
+        if (p >= 3) {
+          const reversed = chain(inputs, p, count, [...Array(p).keys()].reverse());
+          expect(firstDifference([canonical, reversed]), `p=${p}`).not.toBe('');
+        }
       }
     }
   });
@@ -191,6 +217,29 @@ describe('cost formulas match simulated virtual time within 1%', () => {
     }
   }
 
+  it('direct on dgx-a100 and on other node shapes (partial last node, 1, 2, 4 GPUs per node)', () => {
+    const a = algo('direct');
+    const topos: Topology[] = [];
+    for (const reduceBw of [undefined, 1000]) {
+      for (const nodes of [2, 3]) topos.push(makeTopology('dgx-a100', { nodes, reduceBw }));
+      const base = makeTopology('hgx-h100', { nodes: 2, reduceBw });
+      topos.push(new Topology({ ...base.data, p: 12 }));
+      for (const gpusPerNode of [1, 2, 4]) topos.push(new Topology({ ...base.data, gpusPerNode }));
+      topos.push(makeTopology('hgx-h100', { ranks: 5, reduceBw }));
+    }
+    for (const topo of topos) {
+      const p = topo.p;
+      for (const count of [0, 1, 7, p * 1000 + 3, 100003, 1 << 20]) {
+        for (const op of ['sum', 'avg'] as const) {
+          for (const inPlace of [false, true]) {
+            const { sim, formula } = times(a, spec(p, count, op, inPlace), topo);
+            expect(relErr(sim, formula), `${topo.describe()} count=${count} ${op} inPlace=${inPlace}: sim ${sim * 1e6} us, formula ${formula * 1e6} us`).toBeLessThanOrEqual(0.01);
+          }
+        }
+      }
+    }
+  });
+
   it('ring on multi-node is bandwidth-bound by the inter-node port, not the flat formula', () => {
     // 1 GiB-ish vector on 2 hgx nodes: the slow port serializes 2(p-1) blocks; the flat formula
     // 2(p-1)(alpha + b beta) with the slow link would be ~2x too high (it charges every hop at IB speed)
@@ -223,6 +272,13 @@ describe('cost formulas match simulated virtual time within 1%', () => {
     // direct on 8 ranks, big message: 7 full messages through one port
     const d = times(algo('direct'), spec(8, 1 << 20, 'sum', false), flat(8));
     expect(relErr(d.sim, 1e-6 + 7 * 4 * (1 << 20) / 450e9)).toBeLessThan(0.001);
+    // ... and with reductions, all 7 of them after x0 reaches rank 7 (canonical order): a sum, not a max
+    const g = times(algo('direct'), spec(8, 1 << 20, 'sum', false), flat(8, 1000));
+    expect(relErr(g.sim, 1e-6 + 7 * 4 * (1 << 20) / 450e9 + 7 * 4 * (1 << 20) / 1000e9)).toBeLessThan(0.001);
+    expect(relErr(g.sim, g.formula)).toBeLessThan(0.001);
+    // 2 hgx-h100 nodes, 1 KiB: x0 reaches rank 15 as rank 0's 8th network message
+    const h = times(algo('direct'), spec(16, 256, 'sum', false), makeTopology('hgx-h100', { nodes: 2, reduceBw: 0 }));
+    expect(relErr(h.sim, 5e-6 + 8 * 1024 / 50e9)).toBeLessThan(0.001);
   });
 });
 

@@ -19,7 +19,7 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { CollSpec } from '../collectives/types.js';
 import {
-  ControlLayout, H_ABORT, H_BAR_COUNT, R_BELL, R_JOB_BELL, R_PC, R_PROGRESS, R_STATE, R_WAIT_PEER, R_WAIT_SEQ,
+  ControlLayout, H_ABORT, H_AWAKE, H_BAR_COUNT, R_BELL, R_JOB_BELL, R_PC, R_PROGRESS, R_STATE, R_WAIT_PEER, R_WAIT_SEQ,
   ST_BARRIER, ST_CONSUME, ST_IDLE, ST_RECV, ST_SLOT, STATE_NAMES,
 } from './control.js';
 import { ELEM_BYTES, type BufName, type BufferSizes, type Program } from './ir.js';
@@ -61,7 +61,7 @@ export function workerFile(): string {
 }
 
 export interface ClusterOptions {
-  /** spin iterations before blocking; default: 2000 when ranks <= cores, else 0 */
+  /** spin iterations before blocking (adaptive: a rank spins only while awake ranks <= cores); 0 = never */
   spin?: number;
   /** use WASM SIMD kernels (default true) */
   simd?: boolean;
@@ -116,6 +116,7 @@ export class Cluster {
   private busy = false;
   private taskError: Error | undefined;
   readonly spin: number;
+  readonly cores: number;
   readonly simd: boolean;
   readonly epoch = Date.now();
   /** device memory accounting per rank (capacity from the topology's GPU, or scaled down) */
@@ -127,7 +128,8 @@ export class Cluster {
     this.L = new ControlLayout(this.p);
     this.control = new SharedArrayBuffer(this.L.bytes);
     this.ctl = new Int32Array(this.control);
-    this.spin = opts.spin ?? (this.p <= availableParallelism() ? 2000 : 0);
+    this.spin = opts.spin ?? 20000;
+    this.cores = availableParallelism();
     this.simd = opts.simd ?? true;
     this.memory = Array.from({ length: this.p }, (_, r) => new DeviceMemory(r, topo.data.memCapacity));
     this.pool = new Piscina({
@@ -229,13 +231,14 @@ export class Cluster {
       this.ctl.fill(0, a, b);
       Atomics.store(this.ctl, H_BAR_COUNT, 0);
       Atomics.store(this.ctl, H_ABORT, 0);
+      Atomics.store(this.ctl, H_AWAKE, this.p);
       const id = this.nextId++;
       const results = new Promise<RankResult[]>((res) => {
         this.pending.set(id, { results: new Array(this.p), left: this.p, resolve: res });
       });
       const base: Omit<RunJob, 'program'> = {
         kind: 'run', id, layout: this.layout, warmup: opts.warmup ?? 0, iters: opts.iters ?? 1,
-        pattern: opts.pattern, check: !!opts.check, trace: !!opts.trace, pace: opts.pace ?? 0, spin: this.spin,
+        pattern: opts.pattern, check: !!opts.check, trace: !!opts.trace, pace: opts.pace ?? 0, spin: this.spin, cores: this.cores,
         simd: this.simd, epoch: this.epoch,
       };
       if (!this.memsSent) base.mems = this.mems;

@@ -16,9 +16,11 @@ export const DESC_F64 = 4;
 export const H_ABORT = 0;
 export const H_BAR_COUNT = LINE;
 export const H_BAR_GEN = 2 * LINE;
+/** number of ranks not asleep in Atomics.wait (adaptive spinning) */
+export const H_AWAKE = 4 * LINE;
 /** float64 index of the barrier release time (ms since epoch) */
 export const H_BAR_T0_F64 = (3 * LINE) / 2;
-const HEADER_I32 = 4 * LINE;
+const HEADER_I32 = 5 * LINE;
 
 // per-rank fields (offsets within the rank's line)
 export const R_BELL = 0;

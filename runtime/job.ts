@@ -24,8 +24,10 @@ export interface RunJob {
   trace: boolean;
   /** wall-clock dilation: 0 = no pacing; d > 0: wall time tracks virtual time x d */
   pace: number;
-  /** spin iterations before blocking in Atomics.wait */
+  /** spin iterations before blocking in Atomics.wait (adaptive: only while awake ranks <= cores) */
   spin: number;
+  /** host cores available to the ranks */
+  cores: number;
   /** use WASM SIMD kernels (true) or plain JS */
   simd: boolean;
   /** ms since epoch, origin of host times in traces */

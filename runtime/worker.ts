@@ -13,7 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { checkPattern, fillInput } from '../collectives/pattern.js';
 import { inputRegion, outputRegion } from '../collectives/types.js';
 import {
-  ControlLayout, DESC_SLOTS, H_ABORT, H_BAR_COUNT, H_BAR_GEN, H_BAR_T0_F64, R_BELL, R_ITER, R_JOB_BELL, R_PC, R_PROGRESS, R_STATE,
+  ControlLayout, DESC_SLOTS, H_ABORT, H_AWAKE, H_BAR_COUNT, H_BAR_GEN, H_BAR_T0_F64, R_BELL, R_ITER, R_JOB_BELL, R_PC, R_PROGRESS, R_STATE,
   R_WAIT_PEER, R_WAIT_SEQ, ST_BARRIER, ST_CONSUME, ST_IDLE, ST_RECV, ST_RUNNING, ST_SLEEP, ST_SLOT,
 } from './control.js';
 import { ELEM_BYTES, type BufName, type Op, type Region } from './ir.js';
@@ -52,6 +52,7 @@ class RankRuntime {
   recvSeq: Int32Array;
   outstanding: Outstanding[] = [];
   spin = 0;
+  cores = 2;
   job!: RunJob;
   tracer: TraceRecorder | undefined;
   traceIter = -1;
@@ -84,17 +85,38 @@ class RankRuntime {
     if (Atomics.load(this.ctl, H_ABORT) !== 0) throw new AbortError();
   }
 
-  /** wait until ctl[idx] >= target, spinning first, then blocking on our doorbell */
+  /**
+   * Spin on ctl[idx] >= target while spinning cannot steal a core from a rank that has work: at
+   * most `spin` iterations, and only while no more ranks are awake than the host has cores.
+   */
+  private spinGE(idx: number, target: number): boolean {
+    const ctl = this.ctl;
+    for (let s = this.spin; s > 0; s--) {
+      if (Atomics.load(ctl, idx) >= target) return true;
+      if ((s & 63) === 0 && Atomics.load(ctl, H_AWAKE) > this.cores) return false;
+    }
+    return false;
+  }
+
+  /** block in Atomics.wait on word `w` while it still reads `v`, counted as asleep */
+  private sleep(w: number, v: number): void {
+    Atomics.sub(this.ctl, H_AWAKE, 1);
+    // a notifier counts the threads it wakes as awake at once (they are runnable, maybe waiting
+    // for a core); a timeout or a changed value means we count ourselves
+    if (Atomics.wait(this.ctl, w, v, 100) !== 'ok') Atomics.add(this.ctl, H_AWAKE, 1);
+  }
+
+  /** wait until ctl[idx] >= target, spinning first (adaptively), then blocking on our doorbell */
   private waitGE(idx: number, target: number, state: number, peer: number, seq: number): void {
     const ctl = this.ctl;
     if (Atomics.load(ctl, idx) >= target) return;
-    for (let s = this.spin; s > 0; s--) if (Atomics.load(ctl, idx) >= target) return;
+    if (this.spin > 0 && this.spinGE(idx, target)) return;
     this.setState(state, peer, seq);
     for (;;) {
       const v = Atomics.load(ctl, this.bell);
       if (Atomics.load(ctl, idx) >= target) break;
       this.checkAbort();
-      Atomics.wait(ctl, this.bell, v, 100);
+      this.sleep(this.bell, v);
     }
     Atomics.store(ctl, this.L.rank(this.rank, R_STATE), ST_RUNNING);
   }
@@ -102,7 +124,8 @@ class RankRuntime {
   private ring(rank: number): void {
     const b = this.L.rank(rank, R_BELL);
     Atomics.add(this.ctl, b, 1);
-    Atomics.notify(this.ctl, b);
+    const n = Atomics.notify(this.ctl, b);
+    if (n > 0) Atomics.add(this.ctl, H_AWAKE, n);
   }
 
   /**
@@ -125,13 +148,17 @@ class RankRuntime {
       Atomics.store(ctl, H_BAR_COUNT, 0);
       this.f64[H_BAR_T0_F64] = nowMs();
       Atomics.add(ctl, H_BAR_GEN, 1);
-      Atomics.notify(ctl, H_BAR_GEN);
+      const n = Atomics.notify(ctl, H_BAR_GEN);
+      if (n > 0) Atomics.add(ctl, H_AWAKE, n);
     } else {
-      for (let s = this.spin; s > 0; s--) if (Atomics.load(ctl, H_BAR_GEN) !== gen) return this.f64[H_BAR_T0_F64]!;
+      for (let s = this.spin; s > 0; s--) {
+        if (Atomics.load(ctl, H_BAR_GEN) !== gen) return this.f64[H_BAR_T0_F64]!;
+        if ((s & 63) === 0 && Atomics.load(ctl, H_AWAKE) > this.cores) break;
+      }
       this.setState(ST_BARRIER);
       while (Atomics.load(ctl, H_BAR_GEN) === gen) {
         this.checkAbort();
-        Atomics.wait(ctl, H_BAR_GEN, gen, 100);
+        this.sleep(H_BAR_GEN, gen);
       }
       Atomics.store(ctl, this.L.rank(this.rank, R_STATE), ST_RUNNING);
     }
@@ -332,6 +359,7 @@ class RankRuntime {
     }
     if (!this.topo || !this.kern) throw new Error('job without topology or memory');
     this.spin = job.spin;
+    this.cores = job.cores;
     this.sendSeq.fill(0);
     this.recvSeq.fill(0);
     this.outstanding.length = 0;
@@ -409,6 +437,7 @@ class RankRuntime {
         }
       }
       Atomics.store(ctl, this.L.rank(this.rank, R_STATE), ST_IDLE);
+      Atomics.sub(ctl, H_AWAKE, 1);
       this.port.postMessage(res);
     }
   }

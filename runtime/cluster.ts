@@ -19,7 +19,7 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { CollSpec } from '../collectives/types.js';
 import {
-  ControlLayout, H_ABORT, H_AWAKE, H_BAR_COUNT, R_BELL, R_JOB_BELL, R_PC, R_PROGRESS, R_STATE, R_WAIT_PEER, R_WAIT_SEQ,
+  ControlLayout, makeDescTable, H_ABORT, H_AWAKE, H_BAR_COUNT, R_BELL, R_JOB_BELL, R_PC, R_PROGRESS, R_STATE, R_WAIT_PEER, R_WAIT_SEQ,
   ST_BARRIER, ST_CONSUME, ST_IDLE, ST_RECV, ST_SLOT, STATE_NAMES,
 } from './control.js';
 import { ELEM_BYTES, type BufName, type BufferSizes, type Program } from './ir.js';
@@ -128,7 +128,8 @@ export class Cluster {
     this.L = new ControlLayout(this.p);
     this.control = new SharedArrayBuffer(this.L.bytes);
     this.ctl = new Int32Array(this.control);
-    this.spin = opts.spin ?? 20000;
+    // measured (bench/dataplane.ts, README): spinning pays only when every rank has a core
+    this.spin = opts.spin ?? (this.p <= availableParallelism() ? 20000 : 0);
     this.cores = availableParallelism();
     this.simd = opts.simd ?? true;
     this.memory = Array.from({ length: this.p }, (_, r) => new DeviceMemory(r, topo.data.memCapacity));
@@ -236,8 +237,10 @@ export class Cluster {
       const results = new Promise<RankResult[]>((res) => {
         this.pending.set(id, { results: new Array(this.p), left: this.p, resolve: res });
       });
+      const counts = new Int32Array(this.p * this.p);
+      for (let r = 0; r < this.p; r++) for (const o of opts.programs[r]!) if (o.k === 'send') counts[r * this.p + o.peer]!++;
       const base: Omit<RunJob, 'program'> = {
-        kind: 'run', id, layout: this.layout, warmup: opts.warmup ?? 0, iters: opts.iters ?? 1,
+        kind: 'run', id, layout: this.layout, desc: makeDescTable(this.p, counts), warmup: opts.warmup ?? 0, iters: opts.iters ?? 1,
         pattern: opts.pattern, check: !!opts.check, trace: !!opts.trace, pace: opts.pace ?? 0, spin: this.spin, cores: this.cores,
         simd: this.simd, epoch: this.epoch,
       };

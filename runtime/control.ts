@@ -5,12 +5,14 @@
  *  header:   abort flag, barrier count/generation, barrier release wall time (float64)
  *  per rank: doorbell (the word the rank blocks on with Atomics.wait), state, what it waits for,
  *            progress counter, job doorbell
- *  per directed pair (src, dst): `posted` (written by src) and `consumed` (written by dst)
- *            counters, and a ring of K message descriptors [byteOff, len, arrival, seq] (float64)
+ *  per directed pair (src, dst): `posted` (written by src) and `consumed` (written by dst) counters
+ * Message descriptors [byteOff, len, arrival, seq] (float64) live in a per-job SharedArrayBuffer
+ * (DescTable): each pair gets as many slots as its programs send per iteration, so a sender never
+ * waits for a slot within an iteration (the IR's unbounded-buffer semantics); across iterations a
+ * slot is reused once the previous iteration's message in it was consumed.
  */
 
 export const LINE = 16; // int32 per cache line
-export const DESC_SLOTS = 64; // message descriptors per directed pair
 export const DESC_F64 = 4;
 
 export const H_ABORT = 0;
@@ -48,8 +50,6 @@ export class ControlLayout {
   readonly rank0: number;
   readonly posted0: number;
   readonly consumed0: number;
-  /** float64 index of the descriptor area */
-  readonly desc0F64: number;
   readonly bytes: number;
   constructor(p: number) {
     this.p = p;
@@ -57,15 +57,34 @@ export class ControlLayout {
     this.posted0 = this.rank0 + p * LINE;
     this.consumed0 = this.posted0 + p * p * LINE;
     const endI32 = this.consumed0 + p * p * LINE;
-    this.desc0F64 = Math.ceil(endI32 / 2);
-    this.bytes = (this.desc0F64 + p * p * DESC_SLOTS * DESC_F64) * 8;
+    this.bytes = endI32 * 4;
   }
   rank(r: number, field: number): number { return this.rank0 + r * LINE + field; }
   posted(src: number, dst: number): number { return this.posted0 + (src * this.p + dst) * LINE; }
   consumed(src: number, dst: number): number { return this.consumed0 + (src * this.p + dst) * LINE; }
-  desc(src: number, dst: number, seq: number): number {
-    return this.desc0F64 + ((src * this.p + dst) * DESC_SLOTS + (seq % DESC_SLOTS)) * DESC_F64;
-  }
   /** int32 range [start, end) of the pair counters, zeroed between jobs */
   get pairRange(): [number, number] { return [this.posted0, this.consumed0 + this.p * this.p * LINE]; }
+}
+
+/**
+ * Per-job descriptor slots: `base[pair]` is the first slot of the pair (src * p + dst), `count[pair]`
+ * the number of messages it carries per iteration; slot of message seq = base + seq mod count.
+ */
+export interface DescTable {
+  /** Int32Array [base..., count...] over p*p pairs each */
+  index: SharedArrayBuffer;
+  /** Float64Array of DESC_F64 floats per slot */
+  slots: SharedArrayBuffer;
+}
+
+export function makeDescTable(p: number, sendCounts: Int32Array): DescTable {
+  const index = new SharedArrayBuffer(2 * p * p * 4);
+  const ix = new Int32Array(index);
+  let total = 0;
+  for (let k = 0; k < p * p; k++) {
+    ix[k] = total;
+    ix[p * p + k] = sendCounts[k]!;
+    total += sendCounts[k]!;
+  }
+  return { index, slots: new SharedArrayBuffer(Math.max(1, total) * DESC_F64 * 8) };
 }

@@ -1,6 +1,7 @@
 /** Messages between the cluster (main thread) and its rank workers. */
 import type { MessagePort } from 'node:worker_threads';
 import type { CollSpec } from '../collectives/types.js';
+import type { DescTable } from './control.js';
 import type { Program } from './ir.js';
 import type { TopologyData } from './topology.js';
 
@@ -14,6 +15,8 @@ export interface RunJob {
   layout: BufferLayout;
   /** new memories of all ranks, when they changed since the last job */
   mems?: WebAssembly.Memory[];
+  /** message descriptor slots for this job's programs (runtime/control.ts) */
+  desc: DescTable;
   /** topology, when it changed */
   topo?: TopologyData;
   warmup: number;

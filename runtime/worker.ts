@@ -13,7 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { checkPattern, fillInput } from '../collectives/pattern.js';
 import { inputRegion, outputRegion } from '../collectives/types.js';
 import {
-  ControlLayout, DESC_SLOTS, H_ABORT, H_AWAKE, H_BAR_COUNT, H_BAR_GEN, H_BAR_T0_F64, R_BELL, R_ITER, R_JOB_BELL, R_PC, R_PROGRESS, R_STATE,
+  ControlLayout, DESC_F64, H_ABORT, H_AWAKE, H_BAR_COUNT, H_BAR_GEN, H_BAR_T0_F64, R_BELL, R_ITER, R_JOB_BELL, R_PC, R_PROGRESS, R_STATE,
   R_WAIT_PEER, R_WAIT_SEQ, ST_BARRIER, ST_CONSUME, ST_IDLE, ST_RECV, ST_RUNNING, ST_SLEEP, ST_SLOT,
 } from './control.js';
 import { ELEM_BYTES, type BufName, type Op, type Region } from './ir.js';
@@ -60,6 +60,8 @@ class RankRuntime {
   t0 = 0; // pacing origin (ms since epoch)
   peak = 1;
   barGen = 0;
+  descIx: Int32Array<ArrayBufferLike> = new Int32Array(0);
+  desc: Float64Array<ArrayBufferLike> = new Float64Array(0);
 
   constructor(init: InitMessage) {
     this.rank = init.rank;
@@ -253,11 +255,13 @@ class RankRuntime {
         case 'send': {
           const peer = o.peer;
           const seq = this.sendSeq[peer]!;
-          if (seq >= DESC_SLOTS) this.waitGE(L.consumed(me, peer), seq - DESC_SLOTS + 1, ST_SLOT, peer, seq);
+          const pair = me * this.p + peer;
+          const nslot = this.descIx[this.p * this.p + pair]!;
+          if (seq >= nslot) this.waitGE(L.consumed(me, peer), seq - nslot + 1, ST_SLOT, peer, seq);
           const bytes = o.src.len * ELEM_BYTES;
           const [vs, arrival] = sendTimes(c, topo, me, peer, bytes);
-          const d = L.desc(me, peer, seq);
-          const f = this.f64;
+          const d = (this.descIx[pair]! + (seq % nslot)) * DESC_F64;
+          const f = this.desc;
           f[d] = this.byteOff(o.src);
           f[d + 1] = o.src.len;
           f[d + 2] = arrival;
@@ -275,8 +279,9 @@ class RankRuntime {
           this.hazard(o.dst);
           const seq = this.recvSeq[peer]!;
           this.waitGE(L.posted(peer, me), seq + 1, ST_RECV, peer, seq);
-          const d = L.desc(peer, me, seq);
-          const f = this.f64;
+          const pair = peer * this.p + me;
+          const d = (this.descIx[pair]! + (seq % this.descIx[this.p * this.p + pair]!)) * DESC_F64;
+          const f = this.desc;
           const srcB = f[d]!, len = f[d + 1]!, arrival = f[d + 2]!;
           if (len !== o.dst.len) throw new Error(`rank ${me} op ${i}: message #${seq} from rank ${peer} has ${len} elements, recv expects ${o.dst.len}`);
           const dstB = this.byteOff(o.dst);
@@ -359,6 +364,8 @@ class RankRuntime {
     }
     if (!this.topo || !this.kern) throw new Error('job without topology or memory');
     this.spin = job.spin;
+    this.descIx = new Int32Array(job.desc.index);
+    this.desc = new Float64Array(job.desc.slots);
     this.cores = job.cores;
     this.sendSeq.fill(0);
     this.recvSeq.fill(0);

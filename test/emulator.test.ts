@@ -142,6 +142,24 @@ describe('emulator with 8 ranks on flat', () => {
     expect(() => simulate({ topo: topo8, programs })).toThrow(/rank 0 at op 1 .*send buffer reuse/);
   });
 
+  it('many sends posted to one peer before any receive do not block (unbounded-buffer semantics)', async () => {
+    // ranks 0 and 1 each post 300 sends to the other, then receive 300: valid in the IR, and the
+    // shape of a pipelined tree that sends all its leaf chunks first
+    const n = 300;
+    const programs: Program[] = Array.from({ length: 8 }, () => []);
+    for (const [a, b] of [[0, 1], [1, 0]] as const) {
+      for (let i = 0; i < n; i++) programs[a]!.push({ k: 'send', peer: b, src: { buf: 'in', off: i, len: 1 } });
+      for (let i = 0; i < n; i++) programs[a]!.push({ k: 'recv', peer: b, dst: { buf: 'out', off: i, len: 1 } });
+    }
+    const r = await c.run({
+      programs, sizes: { in: n, out: n, tmp: 0 }, iters: 3,
+      beforeRun: (cl) => { for (const q of [0, 1]) cl.view(q, 'in').set(Float32Array.from({ length: n }, (_, i) => q * 1000 + i)); },
+    });
+    expect(Array.from(c.view(0, 'out').subarray(0, 5))).toEqual([1000, 1001, 1002, 1003, 1004]);
+    expect(Array.from(c.view(1, 'out').subarray(n - 2, n))).toEqual([n - 2, n - 1]);
+    expect(r.time).toBe(simulate({ topo, programs }).time);
+  });
+
   it('wall-clock pacing tracks virtual time x dilation within 15%', async () => {
     // a 1 ms virtual collective paced x 500 -> ~0.5 s of wall time; host overhead ~ms
     const slow = makeTopology('flat', { ranks: 8, linkBw: 0.5, linkLatency: 10 });

@@ -77,6 +77,12 @@ export interface RunOptions {
   /** bench pattern: fill inputs before warm-up; with check, verify a fresh run */
   pattern?: CollSpec;
   check?: boolean;
+  /**
+   * Move no data: ranks run the same programs with the same timing, ordering, send-buffer and
+   * deadlock behaviour, but copies and reductions are skipped and buffers are only accounted
+   * (out-of-memory is still checked), so sizes far beyond host memory can be timed.
+   */
+  timingOnly?: boolean;
   trace?: boolean;
   /** wall-clock dilation, 0 = off */
   pace?: number;
@@ -188,7 +194,7 @@ export class Cluster {
   }
 
   /** Lay out in/out/tmp in every rank's device memory; allocate host backing when it grows. */
-  private prepareMemory(sizes: BufferSizes): void {
+  private prepareMemory(sizes: BufferSizes, timingOnly = false): void {
     const order: BufName[] = ['in', 'out', 'tmp'];
     const layout: BufferLayout = { stage: 0, in: 0, out: 0, tmp: 0 };
     let need = 0;
@@ -202,6 +208,7 @@ export class Cluster {
     }
     this.layout = layout;
     this.sizes = { ...sizes };
+    if (timingOnly) need = Math.min(need, this.memBytes);
     if (need > this.memBytes || this.mems.length === 0) {
       checkHostFootprint(this.p, need);
       this.mems = [];
@@ -225,7 +232,8 @@ export class Cluster {
     if (opts.programs.length !== this.p) throw new Error(`${opts.programs.length} programs for ${this.p} ranks`);
     this.busy = true;
     try {
-      this.prepareMemory(opts.sizes);
+      if (opts.timingOnly && (opts.check || opts.pattern || opts.beforeRun)) throw new Error('a timing-only run has no data to fill or check');
+      this.prepareMemory(opts.sizes, !!opts.timingOnly);
       opts.beforeRun?.(this);
       // fresh counters for every job: all ranks are idle between jobs
       const [a, b] = this.L.pairRange;
@@ -241,7 +249,7 @@ export class Cluster {
       for (let r = 0; r < this.p; r++) for (const o of opts.programs[r]!) if (o.k === 'send') counts[r * this.p + o.peer]!++;
       const base: Omit<RunJob, 'program'> = {
         kind: 'run', id, layout: this.layout, desc: makeDescTable(this.p, counts), warmup: opts.warmup ?? 0, iters: opts.iters ?? 1,
-        pattern: opts.pattern, check: !!opts.check, trace: !!opts.trace, pace: opts.pace ?? 0, spin: this.spin, cores: this.cores,
+        pattern: opts.pattern, check: !!opts.check, timingOnly: !!opts.timingOnly, trace: !!opts.trace, pace: opts.pace ?? 0, spin: this.spin, cores: this.cores,
         simd: this.simd, epoch: this.epoch,
       };
       if (!this.memsSent) base.mems = this.mems;

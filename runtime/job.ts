@@ -23,6 +23,8 @@ export interface RunJob {
   iters: number;
   /** fill inputs with the bench pattern (collectives/pattern.ts) before warm-up, and check a fresh run */
   pattern?: CollSpec;
+  /** move no data (timing, ordering and deadlock behaviour only; buffers are accounted, not backed) */
+  timingOnly: boolean;
   check: boolean;
   trace: boolean;
   /** wall-clock dilation: 0 = no pacing; d > 0: wall time tracks virtual time x d */

@@ -285,7 +285,7 @@ class RankRuntime {
           const srcB = f[d]!, len = f[d + 1]!, arrival = f[d + 2]!;
           if (len !== o.dst.len) throw new Error(`rank ${me} op ${i}: message #${seq} from rank ${peer} has ${len} elements, recv expects ${o.dst.len}`);
           const dstB = this.byteOff(o.dst);
-          if (len > 0) {
+          if (len > 0 && !this.job.timingOnly) {
             if (o.op) this.reduceFromPeer(dstB, o.acc ? this.byteOff(o.acc) : dstB, peer, srcB, len, o.op);
             else this.view(me, dstB, len).set(this.view(peer, srcB, len));
           }
@@ -300,19 +300,19 @@ class RankRuntime {
         }
         case 'copy': {
           this.hazard(o.dst);
-          if (o.src.len > 0) this.view(me, this.byteOff(o.dst), o.dst.len).set(this.view(me, this.byteOff(o.src), o.src.len));
+          if (o.src.len > 0 && !this.job.timingOnly) this.view(me, this.byteOff(o.dst), o.dst.len).set(this.view(me, this.byteOff(o.src), o.src.len));
           this.local(o, tr, h0);
           break;
         }
         case 'reduce': {
           this.hazard(o.dst);
-          if (o.dst.len > 0) this.kern!.reduce(this.byteOff(o.dst), this.byteOff(o.a), this.byteOff(o.b), o.dst.len, o.op);
+          if (o.dst.len > 0 && !this.job.timingOnly) this.kern!.reduce(this.byteOff(o.dst), this.byteOff(o.a), this.byteOff(o.b), o.dst.len, o.op);
           this.local(o, tr, h0);
           break;
         }
         case 'scale': {
           this.hazard(o.dst);
-          if (o.dst.len > 0) this.kern!.scale(this.byteOff(o.dst), o.dst.len, o.factor);
+          if (o.dst.len > 0 && !this.job.timingOnly) this.kern!.scale(this.byteOff(o.dst), o.dst.len, o.factor);
           this.local(o, tr, h0);
           break;
         }

@@ -5,8 +5,8 @@
  * wall time per iteration.
  */
 import { Cluster } from '../runtime/cluster.js';
-import type { ReduceOp } from '../runtime/ir.js';
-import { REDUCE_OPS } from '../runtime/ir.js';
+import { REDUCE_OPS, validatePrograms, type Program, type ReduceOp } from '../runtime/ir.js';
+import { simulate } from '../runtime/simulate.js';
 import type { Topology } from '../runtime/topology.js';
 import type { TraceEvent } from '../runtime/trace.js';
 import { resolveAlgorithm } from '../collectives/registry.js';
@@ -102,44 +102,63 @@ function half(spec: CollSpec, algo: Algorithm, r: { time: number; hostTime: numb
   };
 }
 
-export async function runBench(o: BenchOptions, cluster?: Cluster): Promise<{ rows: BenchRow[]; events?: TraceEvent[] }> {
+/** One executor run of one size: virtual time (s), host time per iteration (s), check results. */
+type Exec = (spec: CollSpec, algo: Algorithm, programs: Program[], trace: boolean) => Promise<{ time: number; hostTime: number; wrong: number; maxErr: number; events?: TraceEvent[] }>;
+
+/** The size sweep shared by `bench` (emulator) and `simulate` (one-thread simulator). */
+async function runSweep(o: BenchOptions, exec: Exec, checked: boolean): Promise<{ rows: BenchRow[]; events?: TraceEvent[] }> {
   validateBench(o);
   const p = o.topo.p;
   const sizes = sweepSizes(o.minBytes, o.maxBytes, o.factor);
-  const own = !cluster;
-  const c = cluster ?? (await Cluster.start(o.topo, { simd: o.simd }));
   const rows: BenchRow[] = [];
   let events: TraceEvent[] | undefined;
-  try {
-    for (const bytes of sizes) {
-      const count = countForSize(o.coll, p, bytes);
-      const row: BenchRow = {
-        size: ncclSize(o.coll, p, count), count, type: 'float',
-        redop: isReducing(o.coll) ? o.op : 'none', root: isRooted(o.coll) ? o.root : -1,
-      } as BenchRow;
-      for (const inPlace of o.inPlace === false ? [false] : [false, true]) {
-        const spec: CollSpec = { coll: o.coll, p, count, op: o.op, inPlace, root: o.root };
-        const algo = typeof o.algo === 'string' ? resolveAlgorithm(spec, o.topo, o.algo) : o.algo;
-        const why = algo.unsupported?.(spec, o.topo);
-        if (why) throw new UsageError(`${o.coll} algorithm '${algo.name}' cannot run here: ${why}`);
-        const programs = algo.build(spec, o.topo);
-        const wantTrace = !!o.trace && bytes === sizes[sizes.length - 1] && !inPlace;
-        const r = await c.run({
-          programs, sizes: bufferSizes(spec, algo, o.topo), warmup: o.warmup, iters: o.iters,
-          pattern: spec, check: o.check, trace: wantTrace, pace: o.pace,
-        });
-        if (wantTrace) events = r.events;
-        const h = half(spec, algo, r, o.check);
-        if (inPlace) row.ip = h;
-        else row.oop = h;
-      }
-      rows.push(row);
-      o.onRow?.(row);
+  for (const bytes of sizes) {
+    const count = countForSize(o.coll, p, bytes);
+    const row: BenchRow = {
+      size: ncclSize(o.coll, p, count), count, type: 'float',
+      redop: isReducing(o.coll) ? o.op : 'none', root: isRooted(o.coll) ? o.root : -1,
+    } as BenchRow;
+    for (const inPlace of o.inPlace === false ? [false] : [false, true]) {
+      const spec: CollSpec = { coll: o.coll, p, count, op: o.op, inPlace, root: o.root };
+      const algo = typeof o.algo === 'string' ? resolveAlgorithm(spec, o.topo, o.algo) : o.algo;
+      const why = algo.unsupported?.(spec, o.topo);
+      if (why) throw new UsageError(`${o.coll} algorithm '${algo.name}' cannot run here: ${why}`);
+      const programs = algo.build(spec, o.topo);
+      validatePrograms(programs, bufferSizes(spec, algo, o.topo));
+      const wantTrace = !!o.trace && bytes === sizes[sizes.length - 1] && !inPlace;
+      const r = await exec(spec, algo, programs, wantTrace);
+      if (wantTrace) events = r.events;
+      const h = half(spec, algo, r, checked && o.check);
+      if (inPlace) row.ip = h;
+      else row.oop = h;
     }
-  } finally {
-    if (own) await c.close();
+    rows.push(row);
+    o.onRow?.(row);
   }
   return { rows, events };
+}
+
+/** `collemu bench`: the worker-thread emulator with real data. */
+export async function runBench(o: BenchOptions, cluster?: Cluster): Promise<{ rows: BenchRow[]; events?: TraceEvent[] }> {
+  validateBench(o);
+  const c = cluster ?? (await Cluster.start(o.topo, { simd: o.simd }));
+  try {
+    return await runSweep(o, (spec, algo, programs, trace) => c.run({
+      programs, sizes: bufferSizes(spec, algo, o.topo), warmup: o.warmup, iters: o.iters,
+      pattern: spec, check: o.check, trace, pace: o.pace,
+    }), true);
+  } finally {
+    if (!cluster) await c.close();
+  }
+}
+
+/** `collemu simulate`: the one-thread discrete-event simulator, no data (host time = one run). */
+export async function runSimulate(o: BenchOptions): Promise<{ rows: BenchRow[]; events?: TraceEvent[] }> {
+  return runSweep(o, async (_spec, _algo, programs, trace) => {
+    const t0 = performance.now();
+    const r = simulate({ topo: o.topo, programs, trace });
+    return { time: r.time, hostTime: (performance.now() - t0) / 1000, wrong: 0, maxErr: 0, events: r.events };
+  }, false);
 }
 
 // ------------------------------------------------------------------ formatting (nccl-tests layout)
@@ -152,17 +171,19 @@ const fmtBw = (x: number) => x.toFixed(2).padStart(6);
 const fmtWrong = (n: number) => (n < 0 ? 'N/A' : String(n)).padStart(6);
 const fmtHost = (us: number) => (us >= 1e5 ? us.toFixed(0) : us.toFixed(1)).padStart(9);
 
-export function headerLines(title: string, o: Pick<BenchOptions, 'topo' | 'minBytes' | 'maxBytes' | 'factor' | 'warmup' | 'iters' | 'check' | 'pace'>, algo: string): string[] {
+export function headerLines(title: string, o: Pick<BenchOptions, 'topo' | 'minBytes' | 'maxBytes' | 'factor' | 'warmup' | 'iters' | 'check' | 'pace'>, algo: string, simulated = false): string[] {
   const t = o.topo;
   const lines = [
     `# ${title}: nranks ${t.p}, minBytes ${o.minBytes} maxBytes ${o.maxBytes} step: ${o.factor}(factor) warmup iters: ${o.warmup} iters: ${o.iters} agg iters: 1 validation: ${o.check ? 1 : 0} graph: 0`,
-    `# collemu emulator: ${t.describe()}; algo ${algo}; time = virtual us (deterministic)${o.pace > 0 ? `; paced x${o.pace}` : ''}; host(us) = wall time per iteration`,
+    simulated
+      ? `# collemu simulator (one thread, no data): ${t.describe()}; algo ${algo}; time = virtual us (deterministic); host(us) = simulator wall time`
+      : `# collemu emulator: ${t.describe()}; algo ${algo}; time = virtual us (deterministic)${o.pace > 0 ? `; paced x${o.pace}` : ''}; host(us) = wall time per iteration`,
     '#',
   ];
-  const show = Math.min(t.p, 8);
+  const show = Math.min(t.p, simulated ? 0 : 8);
   for (let r = 0; r < show; r++) lines.push(`#  Rank ${String(r).padStart(2)} Group  0 Node ${String(t.nodeOf(r)).padStart(3)} device ${String(r % t.data.gpusPerNode).padStart(2)} [emulated] ${t.hw.name}`);
-  if (t.p > show) lines.push(`#  ... ${t.p - show} more ranks`);
-  lines.push('#');
+  if (t.p > show && show > 0) lines.push(`#  ... ${t.p - show} more ranks`);
+  if (show > 0) lines.push('#');
   lines.push('#                                                              out-of-place                       in-place          ');
   lines.push('#       size         count      type   redop    root     time   algbw   busbw #wrong     time   algbw   busbw #wrong   host(us)  in-host(us)  algo');
   lines.push('#        (B)    (elements)                               (us)  (GB/s)  (GB/s)            (us)  (GB/s)  (GB/s)                                   ');

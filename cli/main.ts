@@ -10,7 +10,8 @@ import { IRError, type ReduceOp } from '../runtime/ir.js';
 import { OutOfMemoryError } from '../runtime/memory.js';
 import { makeTopology, TopologyError, TOPOLOGY_PRESETS, type TopologyOptions } from '../runtime/topology.js';
 import { writeTrace } from '../runtime/trace.js';
-import { footerLines, formatRow, headerLines, jsonRows, parseBytes, runBench, UsageError } from './bench.js';
+import { footerLines, formatRow, headerLines, jsonRows, parseBytes, runBench, runSimulate, UsageError, validateBench } from './bench.js';
+import { registerCalibrate } from './calibrate.js';
 
 const BENCH_COLLS = ['allreduce', 'allgather', 'reducescatter', 'broadcast', 'reduce', 'alltoall', 'sendrecv', 'barrier'];
 
@@ -66,30 +67,37 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)');
 
-  addTopoOptions(
-    program
-      .command('bench')
-      .description('nccl-tests style benchmark of one collective on the worker-thread emulator (time = virtual us)')
+  const sweepCommand = (name: 'bench' | 'simulate', description: string) => {
+    const cmd = program
+      .command(name)
+      .description(description)
       .argument('<collective>', BENCH_COLLS.join('|'))
       .option('--algo <NAME>', 'algorithm name or auto (see `collemu algos`)', 'auto')
       .option('--algo-file <FILE>', 'a JavaScript module exporting a user-written Algorithm (see README: Writing an algorithm)')
       .option('-b, --min-bytes <size>', 'smallest size (suffixes K, M, G)', bytesArg('--min-bytes'), 1024)
       .option('-e, --max-bytes <size>', 'largest size', bytesArg('--max-bytes'), 64 * 1024 * 1024)
       .option('-f, --factor <F>', 'size multiplication factor', num('--factor'), 4)
-      .option('-n, --iters <N>', 'timed iterations', num('--iters', true), 20)
-      .option('-w, --warmup <N>', 'warm-up iterations', num('--warmup', true), 5)
-      .option('-c, --check <0|1>', 'check results (1) or not (0)', num('--check', true), 1)
+      .option('-n, --iters <N>', 'timed iterations', num('--iters', true), name === 'bench' ? 20 : 1)
+      .option('-w, --warmup <N>', 'warm-up iterations', num('--warmup', true), name === 'bench' ? 5 : 0)
+      .option('-c, --check <0|1>', 'check results (1) or not (0)', num('--check', true), name === 'bench' ? 1 : 0)
       .option('--op <OP>', 'reduction: sum, prod, max, min, avg', 'sum')
       .option('-r, --root <R>', 'root rank for broadcast / reduce', num('--root', true), 0)
-      .option('--pace <dilation>', 'wall-clock pacing: wall time tracks virtual time x dilation (0 = off)', num('--pace'), 0)
       .option('--no-in-place', 'skip the in-place half')
-      .option('--no-simd', 'plain JavaScript kernels instead of WebAssembly SIMD')
-      .option('--trace <FILE>', 'write the largest size\'s out-of-place run as Chrome trace JSON (or .msgpack)')
-      .option('--json <FILE|->', 'write rows as JSON to FILE, or to stdout with -'),
-  ).action(async (collArg: string, f: Record<string, unknown> & TopoFlags) => {
+      .option('--trace <FILE>', "write the largest size's out-of-place run as Chrome trace JSON (or .msgpack)")
+      .option('--json <FILE|->', 'write rows as JSON to FILE, or to stdout with -');
+    if (name === 'bench') {
+      cmd
+        .option('--pace <dilation>', 'wall-clock pacing: wall time tracks virtual time x dilation (0 = off)', num('--pace'), 0)
+        .option('--no-simd', 'plain JavaScript kernels instead of WebAssembly SIMD');
+    }
+    return addTopoOptions(cmd);
+  };
+
+  const sweepAction = (name: 'bench' | 'simulate') => async (collArg: string, f: Record<string, unknown> & TopoFlags) => {
     if (!BENCH_COLLS.includes(collArg)) throw new UsageError(`unknown collective '${collArg}' (known: ${BENCH_COLLS.join(', ')})`);
     const coll = collArg as Collective;
     if (f.check !== 0 && f.check !== 1) throw new UsageError(`--check must be 0 or 1 (got ${f.check})`);
+    if (name === 'simulate' && f.check === 1) throw new UsageError('the simulator moves no data: --check 1 needs `collemu bench`');
     if (f.algoFile && f.algo !== 'auto') throw new UsageError('give either --algo or --algo-file, not both');
     const topo = topoFrom(f);
     const algo = f.algoFile ? await loadAlgoFile(f.algoFile as string, coll) : (f.algo as string);
@@ -99,10 +107,13 @@ export function buildProgram(): Command {
     const opts = {
       coll, topo, algo, minBytes: f.minBytes as number, maxBytes: f.maxBytes as number, factor: f.factor as number,
       iters: f.iters as number, warmup: f.warmup as number, check: f.check === 1, op: f.op as ReduceOp, root: f.root as number,
-      pace: f.pace as number, inPlace: f.inPlace as boolean, simd: f.simd as boolean, trace: !!f.trace,
+      pace: (f.pace as number | undefined) ?? 0, inPlace: f.inPlace as boolean, simd: f.simd as boolean | undefined, trace: !!f.trace,
     };
-    for (const l of headerLines(`collemu bench ${coll}`, opts, typeof algo === 'string' ? algo : `${algo.name} (${f.algoFile})`)) out(l);
-    const { rows, events } = await runBench({ ...opts, onRow: (r) => out(formatRow(r)) });
+    validateBench(opts);
+    const algoName = typeof algo === 'string' ? algo : `${algo.name} (${f.algoFile})`;
+    for (const l of headerLines(`collemu ${name} ${coll}`, opts, algoName, name === 'simulate')) out(l);
+    const run = name === 'bench' ? runBench : runSimulate;
+    const { rows, events } = await run({ ...opts, onRow: (r) => out(formatRow(r)) });
     for (const l of footerLines(rows, opts.check)) out(l);
     if (json) {
       const text = JSON.stringify(jsonRows(rows), null, 2);
@@ -115,7 +126,10 @@ export function buildProgram(): Command {
     }
     const wrong = rows.reduce((s, r) => s + Math.max(0, r.oop.nwrong) + Math.max(0, r.ip?.nwrong ?? 0), 0);
     if (wrong > 0) process.exitCode = 1;
-  });
+  };
+
+  sweepCommand('bench', 'nccl-tests style benchmark of one collective on the worker-thread emulator (time = virtual us)').action(sweepAction('bench'));
+  sweepCommand('simulate', 'the same sweep on the one-thread discrete-event simulator: no data, any rank count (time = virtual us)').action(sweepAction('simulate'));
 
   program
     .command('algos')
@@ -140,6 +154,8 @@ export function buildProgram(): Command {
     }
     console.log(`  reduce cost ${(t.gamma * 1e12).toFixed(3)} ps/B, copy cost ${(t.delta * 1e12).toFixed(3)} ps/B, memory ${t.data.memCapacity / 1e9} GB per rank`);
   });
+
+  registerCalibrate(program); // collemu calibrate <nccl-tests-output.txt>: fit link alpha/bandwidth (cli/calibrate.ts)
 
   program
     .command('tour')

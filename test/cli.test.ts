@@ -80,6 +80,32 @@ describe('collemu bench', () => {
   });
 });
 
+describe('collemu simulate', () => {
+  it('prints the same layout with N/A for #wrong and the emulator\'s virtual times', () => {
+    const args = ['allreduce', '--ranks', '16', '--topology', 'hgx-h100', '-b', '1K', '-e', '16M', '-f', '16', '--algo', 'ring'];
+    const sim = run(['simulate', ...args, '--json', '-']);
+    expect(sim.err).toBe('');
+    expect(sim.code).toBe(0);
+    const emu = run(['bench', ...args, '-n', '1', '-w', '0', '--json', '-']);
+    expect(emu.code).toBe(0);
+    const s = JSON.parse(sim.out) as Record<string, unknown>[];
+    const e = JSON.parse(emu.out) as Record<string, unknown>[];
+    expect(s.map((r) => r.time)).toEqual(e.map((r) => r.time));
+    expect(s.map((r) => r.in_time)).toEqual(e.map((r) => r.in_time));
+    expect(s[0]!.nwrong).toBeNull();
+    const table = run(['simulate', ...args]);
+    expect(table.out).toMatch(/^\s+1024\s+256\s+float\s+sum\s+-1\s+\S+\s+\S+\s+\S+\s+N\/A/m);
+  });
+
+  it('runs far more ranks than the emulator would (4,096 ranks)', () => {
+    const r = run(['simulate', 'allreduce', '--topology', 'hgx-h100', '--nodes', '512', '-b', '1M', '-e', '1M', '--algo', 'hierarchical', '--no-in-place', '--json', '-']);
+    expect(r.code).toBe(0);
+    const rows = JSON.parse(r.out) as { time: number; algo: string }[];
+    expect(rows[0]!.algo).toBe('hierarchical');
+    expect(rows[0]!.time).toBeGreaterThan(0);
+  });
+});
+
 describe('bad input: one-line error, exit code 2', () => {
   const dir = mkdtempSync(join(tmpdir(), 'collemu-'));
   const badJson = join(dir, 'bad.json');

@@ -7,7 +7,7 @@
 import { Cluster } from '../runtime/cluster.js';
 import { REDUCE_OPS, validatePrograms, type Program, type ReduceOp } from '../runtime/ir.js';
 import { simulate } from '../runtime/simulate.js';
-import type { Topology } from '../runtime/topology.js';
+import { scaleTopology, type Topology } from '../runtime/topology.js';
 import type { TraceEvent } from '../runtime/trace.js';
 import { resolveAlgorithm } from '../collectives/registry.js';
 import {
@@ -39,6 +39,8 @@ export interface BenchOptions {
   /** run in-place too (default true) */
   inPlace?: boolean;
   simd?: boolean;
+  /** scale-down factor k >= 1: run tensors / k on bandwidths / k (runtime/topology.ts scaleTopology) */
+  scaleDown?: number;
   onRow?: (row: BenchRow) => void;
 }
 
@@ -53,6 +55,9 @@ export interface BenchHalf {
 }
 
 export interface BenchRow {
+  /** with --scale-down: the bytes the run actually moved per rank buffer, and the full-size
+   * simulated time (us) of the out-of-place half, which the scaled time stands for */
+  scaled?: { emulated_size: number; full_time: number };
   size: number;
   count: number;
   type: 'float';
@@ -106,31 +111,39 @@ function half(spec: CollSpec, algo: Algorithm, r: { time: number; hostTime: numb
 type Exec = (spec: CollSpec, algo: Algorithm, programs: Program[], trace: boolean) => Promise<{ time: number; hostTime: number; wrong: number; maxErr: number; events?: TraceEvent[] }>;
 
 /** The size sweep shared by `bench` (emulator) and `simulate` (one-thread simulator). */
-async function runSweep(o: BenchOptions, exec: Exec, checked: boolean): Promise<{ rows: BenchRow[]; events?: TraceEvent[] }> {
+async function runSweep(o: BenchOptions, exec: Exec, checked: boolean, topo: Topology): Promise<{ rows: BenchRow[]; events?: TraceEvent[] }> {
   validateBench(o);
   const p = o.topo.p;
+  const k = o.scaleDown ?? 1;
   const sizes = sweepSizes(o.minBytes, o.maxBytes, o.factor);
   const rows: BenchRow[] = [];
   let events: TraceEvent[] | undefined;
   for (const bytes of sizes) {
     const count = countForSize(o.coll, p, bytes);
+    // the run itself: tensors / k on the scaled topology (k = 1: the same)
+    const runCount = countForSize(o.coll, p, Math.floor(ncclSize(o.coll, p, count) / k));
     const row: BenchRow = {
       size: ncclSize(o.coll, p, count), count, type: 'float',
       redop: isReducing(o.coll) ? o.op : 'none', root: isRooted(o.coll) ? o.root : -1,
     } as BenchRow;
     for (const inPlace of o.inPlace === false ? [false] : [false, true]) {
-      const spec: CollSpec = { coll: o.coll, p, count, op: o.op, inPlace, root: o.root };
-      const algo = typeof o.algo === 'string' ? resolveAlgorithm(spec, o.topo, o.algo) : o.algo;
-      const why = algo.unsupported?.(spec, o.topo);
+      const full: CollSpec = { coll: o.coll, p, count, op: o.op, inPlace, root: o.root };
+      const spec: CollSpec = { ...full, count: runCount };
+      const algo = typeof o.algo === 'string' ? resolveAlgorithm(full, o.topo, o.algo) : o.algo;
+      const why = algo.unsupported?.(spec, topo);
       if (why) throw new UsageError(`${o.coll} algorithm '${algo.name}' cannot run here: ${why}`);
-      const programs = algo.build(spec, o.topo);
-      validatePrograms(programs, bufferSizes(spec, algo, o.topo));
+      const programs = algo.build(spec, topo);
+      validatePrograms(programs, bufferSizes(spec, algo, topo));
       const wantTrace = !!o.trace && bytes === sizes[sizes.length - 1] && !inPlace;
       const r = await exec(spec, algo, programs, wantTrace);
       if (wantTrace) events = r.events;
-      const h = half(spec, algo, r, checked && o.check);
+      const h = half(full, algo, r, checked && o.check);
       if (inPlace) row.ip = h;
       else row.oop = h;
+      if (k > 1 && !inPlace) {
+        const fullTime = simulate({ topo: o.topo, programs: algo.build(full, o.topo) }).time;
+        row.scaled = { emulated_size: ncclSize(o.coll, p, runCount), full_time: fullTime * 1e6 };
+      }
     }
     rows.push(row);
     o.onRow?.(row);
@@ -141,12 +154,13 @@ async function runSweep(o: BenchOptions, exec: Exec, checked: boolean): Promise<
 /** `collemu bench`: the worker-thread emulator with real data. */
 export async function runBench(o: BenchOptions, cluster?: Cluster): Promise<{ rows: BenchRow[]; events?: TraceEvent[] }> {
   validateBench(o);
-  const c = cluster ?? (await Cluster.start(o.topo, { simd: o.simd }));
+  const topo = runTopology(o);
+  const c = cluster ?? (await Cluster.start(topo, { simd: o.simd }));
   try {
     return await runSweep(o, (spec, algo, programs, trace) => c.run({
-      programs, sizes: bufferSizes(spec, algo, o.topo), warmup: o.warmup, iters: o.iters,
+      programs, sizes: bufferSizes(spec, algo, topo), warmup: o.warmup, iters: o.iters,
       pattern: spec, check: o.check, trace, pace: o.pace,
-    }), true);
+    }), true, topo);
   } finally {
     if (!cluster) await c.close();
   }
@@ -154,11 +168,37 @@ export async function runBench(o: BenchOptions, cluster?: Cluster): Promise<{ ro
 
 /** `collemu simulate`: the one-thread discrete-event simulator, no data (host time = one run). */
 export async function runSimulate(o: BenchOptions): Promise<{ rows: BenchRow[]; events?: TraceEvent[] }> {
+  validateBench(o);
+  const topo = runTopology(o);
   return runSweep(o, async (_spec, _algo, programs, trace) => {
     const t0 = performance.now();
-    const r = simulate({ topo: o.topo, programs, trace });
+    const r = simulate({ topo, programs, trace });
     return { time: r.time, hostTime: (performance.now() - t0) / 1000, wrong: 0, maxErr: 0, events: r.events };
-  }, false);
+  }, false, topo);
+}
+
+/** The topology a run executes on: the scaled-down one under --scale-down k. */
+export function runTopology(o: BenchOptions): Topology {
+  return (o.scaleDown ?? 1) > 1 ? scaleTopology(o.topo, o.scaleDown!) : o.topo;
+}
+
+/** Lines that show what a scale-down run stands for, next to the full-size simulation. */
+export function scaleLines(o: BenchOptions, rows: BenchRow[]): string[] {
+  const k = o.scaleDown ?? 1;
+  if (k <= 1) return [];
+  const st = runTopology(o);
+  const links = st.data.links.map((l) => `${l.name} ${+(l.bw / 1e9).toPrecision(4)} GB/s`).join(', ');
+  const out = [
+    `# scale-down x${k}: each row ran tensors / ${k} on links / ${k} (${links}; reduce/copy costs x${k}; memory ${+(st.data.memCapacity / 1e9).toPrecision(4)} GB per rank).`,
+    '# Bandwidth terms (bytes / bandwidth) are unchanged and latencies are kept, so the run stands for the full size on the real links:',
+    '#       size   ran with(B)   scaled time(us)   full-size simulated(us)   diff',
+  ];
+  for (const r of rows) {
+    if (!r.scaled) continue;
+    const d = r.scaled.full_time > 0 ? ((r.oop.time - r.scaled.full_time) / r.scaled.full_time) * 100 : 0;
+    out.push(`# ${String(r.size).padStart(10)}  ${String(r.scaled.emulated_size).padStart(12)}  ${r.oop.time.toFixed(2).padStart(16)}  ${r.scaled.full_time.toFixed(2).padStart(24)}  ${d.toFixed(3).padStart(6)}%`);
+  }
+  return out;
 }
 
 // ------------------------------------------------------------------ formatting (nccl-tests layout)
@@ -228,6 +268,10 @@ export function jsonRows(rows: BenchRow[]): Record<string, unknown>[] {
     };
     put(r.oop, '');
     if (r.ip) put(r.ip, 'in_');
+    if (r.scaled) {
+      o.emulated_size = r.scaled.emulated_size;
+      o.full_size_time = r.scaled.full_time;
+    }
     return o;
   });
 }

@@ -10,7 +10,7 @@ import { IRError, type ReduceOp } from '../runtime/ir.js';
 import { OutOfMemoryError } from '../runtime/memory.js';
 import { makeTopology, TopologyError, TOPOLOGY_PRESETS, type TopologyOptions } from '../runtime/topology.js';
 import { writeTrace } from '../runtime/trace.js';
-import { footerLines, formatRow, headerLines, jsonRows, parseBytes, runBench, runSimulate, UsageError, validateBench } from './bench.js';
+import { footerLines, formatRow, headerLines, jsonRows, parseBytes, runBench, runSimulate, scaleLines, UsageError, validateBench } from './bench.js';
 import { registerCalibrate } from './calibrate.js';
 
 const BENCH_COLLS = ['allreduce', 'allgather', 'reducescatter', 'broadcast', 'reduce', 'alltoall', 'sendrecv', 'barrier'];
@@ -83,6 +83,7 @@ export function buildProgram(): Command {
       .option('--op <OP>', 'reduction: sum, prod, max, min, avg', 'sum')
       .option('-r, --root <R>', 'root rank for broadcast / reduce', num('--root', true), 0)
       .option('--no-in-place', 'skip the in-place half')
+      .option('--scale-down <k>', 'run tensors / k on links (and reduce/copy throughput, memory) / k: stands for the full size (prints both)', num('--scale-down'), 1)
       .option('--trace <FILE>', "write the largest size's out-of-place run as Chrome trace JSON (or .msgpack)")
       .option('--json <FILE|->', 'write rows as JSON to FILE, or to stdout with -');
     if (name === 'bench') {
@@ -108,13 +109,16 @@ export function buildProgram(): Command {
       coll, topo, algo, minBytes: f.minBytes as number, maxBytes: f.maxBytes as number, factor: f.factor as number,
       iters: f.iters as number, warmup: f.warmup as number, check: f.check === 1, op: f.op as ReduceOp, root: f.root as number,
       pace: (f.pace as number | undefined) ?? 0, inPlace: f.inPlace as boolean, simd: f.simd as boolean | undefined, trace: !!f.trace,
+      scaleDown: f.scaleDown as number,
     };
+    if (!(opts.scaleDown >= 1)) throw new UsageError(`--scale-down must be a number >= 1 (got ${opts.scaleDown})`);
     validateBench(opts);
     const algoName = typeof algo === 'string' ? algo : `${algo.name} (${f.algoFile})`;
     for (const l of headerLines(`collemu ${name} ${coll}`, opts, algoName, name === 'simulate')) out(l);
     const run = name === 'bench' ? runBench : runSimulate;
     const { rows, events } = await run({ ...opts, onRow: (r) => out(formatRow(r)) });
     for (const l of footerLines(rows, opts.check)) out(l);
+    for (const l of scaleLines(opts, rows)) out(l);
     if (json) {
       const text = JSON.stringify(jsonRows(rows), null, 2);
       if (toStdout) process.stdout.write(text + '\n');

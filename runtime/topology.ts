@@ -42,6 +42,11 @@ export interface TopologyData {
   gpu: string;
   /** device memory capacity per rank in bytes (may be scaled down) */
   memCapacity: number;
+  /**
+   * Scale-down factor k (default 1): this topology stands for one whose bandwidths, local
+   * reduce/copy throughput and memory are k times larger, for tensors k times larger.
+   */
+  scale?: number;
 }
 
 export class TopologyError extends Error {
@@ -259,4 +264,26 @@ export function topologyFromJson(j: unknown, where = 'topology', opts: TopologyO
   const { p } = resolveRanksNodes({ ranks: opts.ranks, nodes: opts.nodes ?? (o.nodes as number | undefined) }, gpn as number, name);
   const { gamma, delta } = localCosts(hw, reduceBw);
   return new Topology({ name, p, gpusPerNode: gpn as number, links, intra, inter, gamma, delta, gpu, memCapacity: cap });
+}
+
+/**
+ * The scale-down rule. Virtual time of a message is alpha + bytes / bandwidth, of a reduction
+ * bytes * gamma. Dividing every tensor by k and every bandwidth (link, reduction, copy) by k leaves
+ * each bandwidth term unchanged and the latency terms as they were, so an emulation of k-times
+ * smaller tensors on the returned topology takes the same virtual time as the full-size run on
+ * `topo`. Device memory is divided by k too (the tensors are). Algorithms with byte thresholds
+ * (chunk sizes) divide them by data.scale so the schedule is the same.
+ */
+export function scaleTopology(topo: Topology, k: number): Topology {
+  if (!(k >= 1) || !Number.isFinite(k)) throw new TopologyError(`--scale-down must be a number >= 1 (got ${k})`);
+  const d = topo.data;
+  return new Topology({
+    ...d,
+    name: k === 1 ? d.name : `${d.name} scaled down x${k}`,
+    links: d.links.map((l) => ({ ...l, bw: l.bw / k })),
+    gamma: d.gamma * k,
+    delta: d.delta * k,
+    memCapacity: d.memCapacity / k,
+    scale: (d.scale ?? 1) * k,
+  });
 }

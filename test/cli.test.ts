@@ -106,6 +106,27 @@ describe('collemu simulate', () => {
   });
 });
 
+describe('scale-down rule', () => {
+  it('a real-data run of tensors / k on links / k has the full-size virtual time, and prints both', () => {
+    const r = run(['bench', 'allreduce', '--topology', 'hgx-h100', '--nodes', '2', '--scale-down', '32', '-b', '2M', '-e', '32M', '-f', '16', '-n', '1', '-w', '0', '--no-in-place', '--json', '-']);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const rows = JSON.parse(r.out) as { size: number; time: number; nwrong: number; emulated_size: number; full_size_time: number }[];
+    expect(rows.map((x) => x.size)).toEqual([2 << 20, 32 << 20]);
+    for (const x of rows) {
+      expect(x.emulated_size).toBe(x.size / 32);
+      expect(x.nwrong).toBe(0);
+      expect(Math.abs(x.time - x.full_size_time) / x.full_size_time).toBeLessThan(1e-9);
+    }
+    // and the full-size time is what an unscaled simulation reports
+    const sim = run(['simulate', 'allreduce', '--topology', 'hgx-h100', '--nodes', '2', '-b', '2M', '-e', '32M', '-f', '16', '--no-in-place', '--json', '-']);
+    expect((JSON.parse(sim.out) as { time: number }[]).map((x) => x.time)).toEqual(rows.map((x) => x.full_size_time));
+    const table = run(['bench', 'allreduce', '--topology', 'flat', '--ranks', '4', '--scale-down', '8', '-b', '1M', '-e', '1M', '-n', '1', '-w', '0']);
+    expect(table.out).toMatch(/# scale-down x8: each row ran tensors \/ 8 on links \/ 8 \(link 56\.25 GB\/s/);
+    expect(table.out).toMatch(/#\s+1048576\s+131072\s+\S+\s+\S+\s+0\.000%/);
+  });
+});
+
 describe('bad input: one-line error, exit code 2', () => {
   const dir = mkdtempSync(join(tmpdir(), 'collemu-'));
   const badJson = join(dir, 'bad.json');

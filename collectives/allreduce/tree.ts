@@ -63,9 +63,12 @@ import { log2floor, singleRankCost, singleRankProgram } from './common.js';
 /** Chunk target of the pipeline, bytes. */
 export const TREE_CHUNK_BYTES = 128 * 1024;
 
-/** Number of chunks per half for a per-rank count. */
-export function treeChunks(count: number): number {
-  return Math.max(1, Math.ceil((Math.ceil(count / 2) * 4) / TREE_CHUNK_BYTES));
+/**
+ * Number of chunks per half for a per-rank count. Under a scale-down by k (topology data.scale),
+ * the chunk target shrinks by k too, so a scaled run keeps the full-size schedule.
+ */
+export function treeChunks(count: number, scale = 1): number {
+  return Math.max(1, Math.ceil((Math.ceil(count / 2) * 4 * scale) / TREE_CHUNK_BYTES));
 }
 
 /** Parent key (0 for the root) of key k in the in-order binary tree over keys 1..p. */
@@ -111,12 +114,12 @@ export const treeAllreduce: Algorithm = {
   formula: "Tup + Tdown; Tup = max(L + (K-1) max(b', 2g', kR g' + d'), K b' + L - (b' + a + 2g') + (K-1) max(..), [p = 2^(H+1)-1] K b' + H(b' + a + g') + d' + (K-1) max(..)), "
     + "L = H(b' + a) + 2(H-1) g' + kR g' + d'; Tdown = kR b' + a + (H-1)(2b' + a) + (K-1) 2b'; "
     + 'H = floor(lg p), kR = root children, K chunks of s bytes per half (b\' = s B, g\' = s G, d\' = s D for avg)',
-  build(spec: CollSpec): Program[] {
+  build(spec: CollSpec, topo: Topology): Program[] {
     const { p, count: c, op } = spec;
     if (p === 1) return singleRankProgram(spec);
     const trees = doubleTree(p);
     const halves = blocks(c, 2);
-    const K = treeChunks(c);
+    const K = treeChunks(c, topo.data.scale ?? 1);
     const chunkOf = halves.map((h) => blocks(h.len, K).map((b) => ({ off: h.off + b.off, len: b.len })));
     const ch = (reg: Region, t: number, i: number): Region => {
       const b = chunkOf[t]![i]!;
@@ -154,7 +157,7 @@ export const treeAllreduce: Algorithm = {
   cost(spec: CollSpec, topo: Topology): number {
     const { p, count: c } = spec;
     if (p === 1) return singleRankCost(spec, topo);
-    const K = treeChunks(c);
+    const K = treeChunks(c, topo.data.scale ?? 1);
     const s = Math.ceil(Math.ceil(c / 2) / K) * 4;
     const l = topo.p > topo.data.gpusPerNode ? topo.data.links[topo.data.inter]! : topo.data.links[topo.data.intra]!;
     const alpha = l.alpha;

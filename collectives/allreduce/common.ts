@@ -21,5 +21,5 @@ export function singleRankCost(spec: CollSpec, topo: Topology): number {
   return spec.inPlace ? 0 : spec.count * 4 * topo.data.delta;
 }
 
-/** floor(log2 x) for x >= 1. */
-export const log2floor = (x: number): number => 31 - Math.clz32(x);
+/** floor(log2 x) for x >= 1 (the shared bit helper). */
+export { msb as log2floor } from '../basic/common.js';

@@ -12,6 +12,7 @@ import { makeTopology, TopologyError, TOPOLOGY_PRESETS, type TopologyOptions } f
 import { writeTrace } from '../runtime/trace.js';
 import { footerLines, formatRow, headerLines, jsonRows, parseBytes, runBench, runSimulate, scaleLines, UsageError, validateBench } from './bench.js';
 import { registerCalibrate } from './calibrate.js';
+import { registerPipeline } from './pipeline.js';
 
 const BENCH_COLLS = ['allreduce', 'allgather', 'reducescatter', 'broadcast', 'reduce', 'alltoall', 'sendrecv', 'barrier'];
 
@@ -30,10 +31,10 @@ const bytesArg = (what: string) => (v: string) => {
   }
 };
 
-interface TopoFlags { topology: string; ranks?: number; nodes?: number; linkBw?: number; linkLatency?: number; reduceBw?: number; gpu?: string; memCapacity?: number }
+interface TopoFlags { topology: string; ranks?: number; nodes?: number; linkBw?: number; linkLatency?: number; reduceBw?: number; gpu?: string; memCapacity?: number; torus?: string }
 
 function topoFrom(f: TopoFlags) {
-  const o: TopologyOptions = { ranks: f.ranks, nodes: f.nodes, linkBw: f.linkBw, linkLatency: f.linkLatency, reduceBw: f.reduceBw, gpu: f.gpu, memCapacity: f.memCapacity };
+  const o: TopologyOptions = { ranks: f.ranks, nodes: f.nodes, linkBw: f.linkBw, linkLatency: f.linkLatency, reduceBw: f.reduceBw, gpu: f.gpu, memCapacity: f.memCapacity, torus: f.torus };
   return makeTopology(f.topology, o);
 }
 
@@ -41,11 +42,12 @@ function addTopoOptions(c: Command): Command {
   return c
     .option('--ranks <N>', 'number of ranks (simulated GPUs)', num('--ranks', true))
     .option('--topology <NAME|FILE>', `topology preset (${TOPOLOGY_PRESETS.join(', ')}) or a JSON file`, 'hgx-h100')
-    .option('--nodes <K>', 'nodes for hgx-h100 / dgx-a100 (8 GPUs each)', num('--nodes', true))
+    .option('--nodes <K>', 'nodes for hgx-h100 / dgx-a100 (8 GPUs each), racks for gb200-nvl72 (72 each)', num('--nodes', true))
+    .option('--torus <AxBxC>', 'TPU presets: slice shape, e.g. 4x4x8 (3D) or 8x8 (2D); axis suffix w/m forces/removes the wraparound')
     .option('--link-bw <GB/s>', 'flat: link bandwidth per direction', num('--link-bw'))
     .option('--link-latency <us>', 'flat: link latency', num('--link-latency'))
     .option('--reduce-bw <GB/s>', 'modeled local reduce/copy throughput (0 = free); default: from the GPU HBM bandwidth (flat: free)', num('--reduce-bw'))
-    .option('--gpu <NAME>', 'hardware profile: a100, h100, h200')
+    .option('--gpu <NAME>', 'hardware profile: a100, h100, h200, b200, tpu-v4, tpu-v5p, tpu-v5e, tpu-v6e')
     .option('--mem-capacity <bytes>', 'device memory per rank (scaled down), e.g. 2G', bytesArg('--mem-capacity'));
 }
 
@@ -160,6 +162,7 @@ export function buildProgram(): Command {
   });
 
   registerCalibrate(program); // collemu calibrate <nccl-tests-output.txt>: fit link alpha/bandwidth (cli/calibrate.ts)
+  registerPipeline(program); // collemu pipeline: pipeline schedules as data (cli/pipeline.ts)
 
   program
     .command('tour')

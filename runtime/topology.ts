@@ -10,8 +10,54 @@
  *  - hgx-h100:  8 GPUs per node on NVSwitch, 450 GB/s per direction (NVLink 4; nccl-tests #212);
  *               one 400 Gb/s (50 GB/s) NIC per GPU between nodes.
  *  - dgx-a100:  8 GPUs per node, 300 GB/s NVLink 3; one 200 Gb/s HDR (25 GB/s) NIC per GPU (Selene).
+ *  - gb200-nvl72: 72 GPUs (B200) per NVLink domain (one rack) on NVLink 5 switches, 900 GB/s per
+ *               direction per GPU (hardware.md GPU table, NVIDIA GB200 NVL72 page (2nd)); racks
+ *               joined by one 800 Gb/s NIC per GPU = 100 GB/s (ConnectX-8 class; an 800G NIC per GPU
+ *               is the issue's figure, hardware.md has no 800G row). --nodes K = K racks.
+ *  - tpu-v4, tpu-v5p (3D), tpu-v5e, tpu-v6e (2D): a torus of TPU chips, below.
  * Latencies: 1 us NVLink and 5 us GPU-to-GPU across IB, the same figures as the SimGrid peer
- * platforms in ../shared/peers/platforms, so the peer comparisons line up.
+ * platforms in ../shared/peers/platforms, so the peer comparisons line up; the same 1 us / 5 us for
+ * NVLink 5 and the 800G NIC, and 1 us per ICI hop on the TPUs (the issue's choice; scaling-book
+ * tpus.md's worked example assumes 0.5 us per hop on v5e, so latency terms may be up to 2x high).
+ *
+ * Torus topologies (TopologyData.torus = { dims, wrap }):
+ *  - Ranks are chips in row-major coordinates: rank = ((c0 d1 + c1) d2 + c2) ..., the last axis
+ *    varies fastest. Axis i has d_i chips; wrap[i] says whether it has a wraparound link (d_i - 1 to 0).
+ *  - Each chip has one egress port per direction: +axis0, -axis0, +axis1, -axis1, ... (2 per axis,
+ *    port 2i = +, 2i+1 = -), so nPorts = 2 x axes: sends along different directions overlap, sends
+ *    in one direction serialize.
+ *  - Neighbours along an axis (including over the wraparound) use the ICI link: link class 0 ("ici").
+ *  - Any other pair is charged as a multi-hop route: the distance h = sum over axes of the per-axis
+ *    hop count (min(|dc|, d - |dc|) on a wrapped axis, |dc| otherwise), link class h-1 ("ici xh"):
+ *    h x alpha, the ICI link's bandwidth, sent through the port of the first hop (dimension-order
+ *    routing: the lowest axis whose coordinate differs; on a wrapped axis the shorter way round,
+ *    + on a tie). SIMPLIFICATION: the intermediate hops are not modeled: no contention on the links
+ *    and ports of the chips a multi-hop route passes through (store-and-forward is not charged
+ *    either: the message pays its bytes once, on the first hop's port).
+ *  - An axis of length <= 2 has no separate wraparound (its two chips are joined by one link, and
+ *    its + and - neighbours coincide); wrap is stored false for it.
+ *  - classOf / port cost O(axes) divisions: coordinates are not stored.
+ *  - gpusPerNode = p, intra = inter = 0: the whole torus is one ICI domain ("node"), so the
+ *    two-level formulas of the other algorithms see one link class (1-hop ICI) and the simulator
+ *    prices their non-neighbour sends as multi-hop routes.
+ * TPU presets (hardware.md "TPUs" table: Google Cloud TPU docs; jax-ml scaling-book tpus.md):
+ *  - tpu-v4:  3D torus, 45 GB/s per ICI link one-way (6 links); default 4x4x4 = 64 chips (one cube);
+ *             pods up to 4,096 chips (16x16x16).
+ *  - tpu-v5p: 3D torus, 90 GB/s per link one-way (180 bidirectional; 6 links); default 4x4x4 = 64
+ *             chips; up to 8,960 chips (16x20x28, scaling-book).
+ *  - tpu-v5e: 2D torus 16x16 (256 chips), 4 ports. hardware.md gives no ICI bandwidth for v5e:
+ *             derived as half of v6e's per-port figure (100 GB/s, below) = 50 GB/s per link
+ *             one-way, since Trillium doubles v5e's ICI bandwidth per chip (Google's Trillium
+ *             announcement); scaling-book tpus.md lists the same 5e10 B/s one-way per v5e link.
+ *  - tpu-v6e: 2D torus 16x16, 800 GB/s bidirectional per chip over 4 ports -> 800 / 4 / 2 =
+ *             100 GB/s per port per direction.
+ *  Wraparound (scaling-book tpus.md): training chips (v4, v5p) get it from the optical switches of
+ *  whole 4x4x4 cubes, so a slice wraps on every axis when every axis is a multiple of 4 (4x4x4,
+ *  4x4x8) and on none otherwise (2x2x4); inference chips (v5e, v6e) on an axis of 16 (a 16x16 pod,
+ *  the long axis of 8x16), not on shorter ones (4x4 is a mesh). `--torus AxBxC` picks a
+ *  slice (axis suffix 'w' forces a wraparound, 'm' removes it, e.g. 4wx4w); `--ranks N` without
+ *  --torus must be the preset's size or a cube k^3 (3D) / square k^2 (2D) <= it, which selects a
+ *  k x k x k (k x k) slice.
  */
 import { readFileSync } from 'node:fs';
 import { copyCostPerByte, hardwareProfile, reduceCostPerByte, type HardwareProfile } from './hardware.js';
@@ -47,6 +93,21 @@ export interface TopologyData {
    * reduce/copy throughput and memory are k times larger, for tensors k times larger.
    */
   scale?: number;
+  /**
+   * A torus (or mesh) of chips (see the header): row-major coordinates over `dims`, wrap[i] = axis i
+   * has a wraparound link. Link class h-1 is the h-hop ICI route; 2 egress ports per axis.
+   */
+  torus?: { dims: number[]; wrap: boolean[] };
+}
+
+/** Which link classes a process group's traffic crosses (Topology.linkClassesOf). */
+export interface LinkUse {
+  /** link class name (torus: "ici" = neighbours, "ici xh" = an h-hop route) */
+  class: string;
+  /** link class index */
+  index: number;
+  /** directed rank pairs of the group that use it */
+  pairs: number;
 }
 
 export class TopologyError extends Error {
@@ -59,22 +120,142 @@ export class TopologyError extends Error {
 export class Topology {
   readonly data: TopologyData;
   readonly hw: HardwareProfile;
+  /** torus only: axis lengths, wraparound per axis, row-major strides (empty otherwise) */
+  private readonly dims: readonly number[] = [];
+  private readonly wrap: readonly boolean[] = [];
+  private readonly strides: readonly number[] = [];
   constructor(data: TopologyData) {
     this.data = data;
     this.hw = hardwareProfile(data.gpu);
+    if (data.torus) {
+      const { dims, wrap } = data.torus;
+      if (!Array.isArray(dims) || dims.length === 0 || !dims.every((d) => Number.isInteger(d) && d >= 1)) {
+        throw new TopologyError(`torus dims must be integers >= 1 (got ${JSON.stringify(dims)})`);
+      }
+      if (!Array.isArray(wrap) || wrap.length !== dims.length) throw new TopologyError('torus wrap must have one flag per axis');
+      const prod = dims.reduce((a, b) => a * b, 1);
+      if (prod !== data.p) throw new TopologyError(`torus ${dims.join('x')} has ${prod} chips, but p is ${data.p}`);
+      this.dims = dims;
+      this.wrap = wrap.map((w, i) => w && dims[i]! > 2);
+      const st: number[] = new Array(dims.length);
+      let s = 1;
+      for (let i = dims.length - 1; i >= 0; i--) { st[i] = s; s *= dims[i]!; }
+      this.strides = st;
+      const need = torusDiameter(dims, this.wrap);
+      if (data.links.length < Math.max(1, need)) {
+        throw new TopologyError(`torus ${dims.join('x')} needs ${need} link classes (one per hop count), got ${data.links.length}`);
+      }
+    }
   }
   get p(): number { return this.data.p; }
   get name(): string { return this.data.name; }
-  get nPorts(): number { return this.data.links.length; }
+  /** egress ports per rank: one per link class; a torus: 2 per axis (+ and - direction) */
+  get nPorts(): number { return this.data.torus ? 2 * this.dims.length : this.data.links.length; }
   get nodes(): number { return Math.ceil(this.data.p / this.data.gpusPerNode); }
   nodeOf(rank: number): number { return Math.floor(rank / this.data.gpusPerNode); }
+  /** Whether this is a torus (or mesh) of chips. */
+  get isTorus(): boolean { return this.data.torus !== undefined; }
+  /** torus: axis lengths and wraparound flags (normalized: false on axes of length <= 2) */
+  get torus(): { dims: readonly number[]; wrap: readonly boolean[] } | undefined {
+    return this.data.torus ? { dims: this.dims, wrap: this.wrap } : undefined;
+  }
+  /** torus: coordinate of `rank` along `axis` */
+  coord(rank: number, axis: number): number { return Math.floor(rank / this.strides[axis]!) % this.dims[axis]!; }
+  /** torus: coordinates of a rank (row-major, last axis fastest) */
+  coords(rank: number): number[] { return this.dims.map((_, i) => this.coord(rank, i)); }
+  /** torus: the rank at these coordinates (taken modulo each axis length) */
+  rankAt(coords: readonly number[]): number {
+    let r = 0;
+    for (let i = 0; i < this.dims.length; i++) {
+      const d = this.dims[i]!;
+      r += ((((coords[i] ?? 0) % d) + d) % d) * this.strides[i]!;
+    }
+    return r;
+  }
+  /** torus: the rank `step` chips away from `rank` along `axis` (wrapping modulo the axis length) */
+  along(rank: number, axis: number, step: number): number {
+    const d = this.dims[axis]!, c = this.coord(rank, axis);
+    return rank + ((((c + step) % d) + d) % d - c) * this.strides[axis]!;
+  }
+  /** torus: ICI hops between two chips (0 for src = dst) */
+  hops(src: number, dst: number): number {
+    let h = 0;
+    for (let i = 0; i < this.dims.length; i++) {
+      const d = this.dims[i]!, st = this.strides[i]!;
+      const dc = Math.abs((Math.floor(src / st) % d) - (Math.floor(dst / st) % d));
+      h += this.wrap[i] && d - dc < dc ? d - dc : dc;
+    }
+    return h;
+  }
   /** link class index of the pair src -> dst */
   classOf(src: number, dst: number): number {
+    if (this.data.torus) {
+      const h = this.hops(src, dst);
+      return h > 0 ? h - 1 : 0;
+    }
     return this.nodeOf(src) === this.nodeOf(dst) ? this.data.intra : this.data.inter;
   }
   link(src: number, dst: number): LinkClass { return this.data.links[this.classOf(src, dst)]!; }
-  /** egress port of src used to reach dst (one port per link class) */
-  port(src: number, dst: number): number { return this.classOf(src, dst); }
+  /**
+   * egress port of src used to reach dst: one port per link class; a torus: the direction port of
+   * the first hop (lowest differing axis; on a wrapped axis the shorter way, + on a tie)
+   */
+  port(src: number, dst: number): number {
+    if (this.data.torus) {
+      for (let i = 0; i < this.dims.length; i++) {
+        const d = this.dims[i]!, st = this.strides[i]!;
+        const dc = (Math.floor(dst / st) % d) - (Math.floor(src / st) % d);
+        if (dc === 0) continue;
+        let up = dc > 0;
+        if (this.wrap[i]) {
+          const fwd = dc > 0 ? dc : dc + d; // hops going +
+          up = fwd <= d - fwd;
+        }
+        return 2 * i + (up ? 0 : 1);
+      }
+      return 0;
+    }
+    return this.classOf(src, dst);
+  }
+  /** Port names: the link class names; a torus: +x, -x, +y, -y, +z, -z (axes 0, 1, 2, ...). */
+  portNames(): string[] {
+    if (!this.data.torus) return this.data.links.map((l) => l.name);
+    return this.dims.flatMap((_, i) => [`+${axisName(i, this.dims.length)}`, `-${axisName(i, this.dims.length)}`]);
+  }
+  /**
+   * Which link classes the traffic of a process group (a list of distinct ranks) crosses:
+   *  - ring: the group as a ring in the given order, the n directed pairs g[i] -> g[i+1 mod n]
+   *    (a ring algorithm over the group; n = 2: both directions; n = 1: none);
+   *  - allPairs: all n(n-1) directed pairs (direct / all-to-all traffic; O(n^2) classOf calls).
+   * Each list has one entry per link class used, by class index, with the number of pairs.
+   * E.g. hgx-h100 with 2 nodes: a group within a node crosses only nvlink4, a group of one GPU per
+   * node only ib-ndr400; a torus: a ring along one axis with wraparound crosses only "ici"
+   * (1 hop), its all-pairs traffic also "ici x2" ... up to floor(d/2) hops.
+   */
+  linkClassesOf(group: readonly number[]): { ring: LinkUse[]; allPairs: LinkUse[] } {
+    const seen = new Set<number>();
+    for (const r of group) {
+      if (!Number.isInteger(r) || r < 0 || r >= this.p) throw new TopologyError(`linkClassesOf: rank ${r} is not in 0..${this.p - 1}`);
+      if (seen.has(r)) throw new TopologyError(`linkClassesOf: rank ${r} appears twice in the group`);
+      seen.add(r);
+    }
+    const tally = (pairs: Iterable<[number, number]>): LinkUse[] => {
+      const count = new Map<number, number>();
+      for (const [a, b] of pairs) {
+        const k = this.classOf(a, b);
+        count.set(k, (count.get(k) ?? 0) + 1);
+      }
+      return [...count.entries()].sort((x, y) => x[0] - y[0]).map(([index, pairs]) => ({ class: this.data.links[index]!.name, index, pairs }));
+    };
+    const n = group.length;
+    function* ring(): Generator<[number, number]> {
+      if (n >= 2) for (let i = 0; i < n; i++) yield [group[i]!, group[(i + 1) % n]!];
+    }
+    function* all(): Generator<[number, number]> {
+      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) if (i !== j) yield [group[i]!, group[j]!];
+    }
+    return { ring: tally(ring()), allPairs: tally(all()) };
+  }
   get gamma(): number { return this.data.gamma; }
   get delta(): number { return this.data.delta; }
   /** The link that a ring over all ranks in order 0..p-1 is bottlenecked by (slowest hop). */
@@ -89,9 +270,34 @@ export class Topology {
   }
   describe(): string {
     const d = this.data;
+    if (d.torus) {
+      const l = d.links[0]!;
+      return `${d.name}: ${d.p} chips, ${this.shapeString()}; ${l.name} ${fmtNum(l.bw / 1e9)} GB/s per link per direction, ` +
+        `${fmtNum(l.alpha * 1e6)} us per hop, ${this.nPorts} ports per chip; ${this.hw.name}`;
+    }
     const ls = d.links.map((l) => `${l.name} ${fmtNum(l.bw / 1e9)} GB/s ${fmtNum(l.alpha * 1e6)} us`).join(', ');
     return `${d.name}: ${d.p} ranks, ${this.nodes} node(s) x ${Math.min(d.gpusPerNode, d.p)} GPU(s); ${ls}; ${this.hw.name}`;
   }
+  /** torus: "4x4x4 torus", "4x4 mesh (no wraparound)", or "4x4x6 (wraparound on x, y)" */
+  shapeString(): string {
+    const dims = this.dims, shape = dims.join('x');
+    const long = dims.map((d, i) => (d > 2 ? i : -1)).filter((i) => i >= 0);
+    const wrapped = long.filter((i) => this.wrap[i]);
+    if (long.length === 0) return `${shape} mesh (axes of <= 2 chips: one link each)`;
+    if (wrapped.length === long.length) return `${shape} torus`;
+    if (wrapped.length === 0) return `${shape} mesh (no wraparound)`;
+    return `${shape} (wraparound on ${wrapped.map((i) => axisName(i, dims.length)).join(', ')})`;
+  }
+}
+
+/** x, y, z for up to 3 axes, else a0, a1, ... */
+const axisName = (i: number, n: number) => (n <= 3 ? 'xyz'[i]! : `a${i}`);
+
+/** Largest hop count between two chips of a torus/mesh (sum over axes). */
+export function torusDiameter(dims: readonly number[], wrap: readonly boolean[]): number {
+  let h = 0;
+  for (let i = 0; i < dims.length; i++) h += wrap[i] && dims[i]! > 2 ? Math.floor(dims[i]! / 2) : dims[i]! - 1;
+  return h;
 }
 
 const fmtNum = (x: number) => (Number.isInteger(x) ? String(x) : x.toPrecision(4));
@@ -108,9 +314,115 @@ export interface TopologyOptions {
   /** device memory capacity per rank in bytes (default: the GPU's HBM) */
   memCapacity?: number;
   gpu?: string;
+  /**
+   * TPU presets: the slice shape, "AxBxC" (3D) or "AxB" (2D); an axis may end in 'w' (force a
+   * wraparound link) or 'm' (no wraparound), e.g. "4wx4w". Default wraparound: the preset's rule.
+   */
+  torus?: string;
 }
 
-export const TOPOLOGY_PRESETS = ['flat', 'hgx-h100', 'dgx-a100'] as const;
+export const TOPOLOGY_PRESETS = ['flat', 'hgx-h100', 'dgx-a100', 'gb200-nvl72', 'tpu-v4', 'tpu-v5p', 'tpu-v5e', 'tpu-v6e'] as const;
+
+interface TorusPreset {
+  /** hardware profile key (runtime/hardware.ts) */
+  gpu: string;
+  /** default slice */
+  dims: number[];
+  /** ICI bandwidth per link per direction, bytes/s */
+  linkBw: number;
+  /** largest slice (a pod), chips; and the longest axis allowed */
+  maxChips: number;
+  maxAxis: number;
+  /** default wraparound per axis of a slice (scaling-book tpus.md, see trainingWrap / inferenceWrap) */
+  wraps: (dims: readonly number[]) => boolean[];
+  /** figures and sources, for the comment only */
+  source: string;
+}
+
+/** v4, v5p: the wraparounds come from the optical switches of whole 4x4x4 cubes: every axis wraps
+ * when every axis is a multiple of 4 (4x4x4, 4x4x8, ...), none otherwise (2x2x2, 2x2x4) */
+const trainingWrap = (dims: readonly number[]) => dims.map(() => dims.every((d) => d % 4 === 0));
+/** v5e, v6e: an axis wraps when it is a full 16 (8x16 wraps on its long axis) */
+const inferenceWrap = (dims: readonly number[]) => dims.map((d) => d === 16);
+
+/** The TPU presets; figures from ../shared/reference/hardware.md (TPU table), see the header. */
+const TORUS_PRESETS: Record<string, TorusPreset> = {
+  // v4: 275 TFLOP/s bf16, 32 GiB HBM at 1.2 TB/s; ICI 45 GB/s per link one-way, 6 links; 3D torus,
+  // pods of 4,096 chips built of 4x4x4 cubes.
+  'tpu-v4': { gpu: 'tpu-v4', dims: [4, 4, 4], linkBw: 45e9, maxChips: 4096, maxAxis: 16, wraps: trainingWrap, source: 'hardware.md TPU v4 row' },
+  // v5p: 459 TFLOP/s, 95 GB HBM at 2.77 TB/s; ICI 90 GB/s per link one-way (180 bidi), 6 links; 3D
+  // torus up to 8,960 chips (16x20x28 per scaling-book tpus.md). Default slice: one 4x4x4 cube.
+  'tpu-v5p': { gpu: 'tpu-v5p', dims: [4, 4, 4], linkBw: 90e9, maxChips: 8960, maxAxis: 28, wraps: trainingWrap, source: 'hardware.md TPU v5p row' },
+  // v5e: 197 TFLOP/s, 16 GB at 819 GB/s; 4 ports, 2D torus 16x16; ICI 50 GB/s per link one-way,
+  // derived: v6e's 100 GB/s per port (below) halved (Trillium doubles v5e's ICI bandwidth), equal
+  // to scaling-book tpus.md's 5e10 B/s.
+  'tpu-v5e': { gpu: 'tpu-v5e', dims: [16, 16], linkBw: 50e9, maxChips: 256, maxAxis: 16, wraps: inferenceWrap, source: 'hardware.md TPU v5e row (ICI derived)' },
+  // v6e Trillium: 918 TFLOP/s, 32 GB at 1.64 TB/s; 800 GB/s bidirectional per chip over 4 ports ->
+  // 100 GB/s per port per direction; 2D torus 16x16.
+  'tpu-v6e': { gpu: 'tpu-v6e', dims: [16, 16], linkBw: 100e9, maxChips: 256, maxAxis: 16, wraps: inferenceWrap, source: 'hardware.md TPU v6e row' },
+};
+
+/** ICI hop latency of the TPU presets, seconds (see the header). */
+export const ICI_HOP_LATENCY = 1e-6;
+
+/** Parse "4x4x8" / "4wx4w" into axis lengths and per-axis wraparound overrides. */
+export function parseTorusSpec(spec: string): { dims: number[]; wrap: (boolean | undefined)[] } {
+  const parts = spec.trim().toLowerCase().split('x');
+  const dims: number[] = [], wrap: (boolean | undefined)[] = [];
+  for (const part of parts) {
+    const m = /^(\d+)([wm]?)$/.exec(part);
+    if (!m || Number(m[1]) < 1) throw new TopologyError(`--torus must look like 4x4x8 (axis lengths >= 1, each optionally followed by w = wraparound or m = none), got '${spec}'`);
+    dims.push(Number(m[1]));
+    wrap.push(m[2] === 'w' ? true : m[2] === 'm' ? false : undefined);
+  }
+  return { dims, wrap };
+}
+
+function makeTorusTopology(name: string, pre: TorusPreset, opts: TopologyOptions): Topology {
+  if (opts.linkBw !== undefined || opts.linkLatency !== undefined) {
+    throw new TopologyError(`--link-bw / --link-latency apply to the flat topology; ${name} has fixed ICI links`);
+  }
+  if (opts.nodes !== undefined) throw new TopologyError(`--nodes applies to hgx-h100 / dgx-a100 / gb200-nvl72, not to ${name} (use --torus ${pre.dims.join('x')} to pick a slice)`);
+  checkPositiveInt(opts.ranks, '--ranks');
+  const D = pre.dims.length;
+  const defP = pre.dims.reduce((a, b) => a * b, 1);
+  let dims: number[];
+  let force: (boolean | undefined)[] = [];
+  if (opts.torus !== undefined) {
+    const t = parseTorusSpec(opts.torus);
+    dims = t.dims;
+    force = t.wrap;
+    if (dims.length !== D) throw new TopologyError(`${name} is a ${D}D torus: --torus needs ${D} axis lengths (like ${pre.dims.join('x')}), got '${opts.torus}'`);
+    const n = dims.reduce((a, b) => a * b, 1);
+    if (dims.some((d) => d > pre.maxAxis) || n > pre.maxChips) {
+      throw new TopologyError(`--torus ${opts.torus}: a ${name} slice has at most ${pre.maxChips} chips and ${pre.maxAxis} per axis`);
+    }
+    if (opts.ranks !== undefined && opts.ranks !== n) throw new TopologyError(`--torus ${opts.torus} has ${n} chips, but --ranks is ${opts.ranks}`);
+  } else if (opts.ranks === undefined || opts.ranks === defP) {
+    dims = [...pre.dims];
+  } else {
+    // --ranks alone selects a k x k (x k) slice when N = k^D <= the default size
+    const k = Math.round(opts.ranks ** (1 / D));
+    if (k ** D !== opts.ranks || opts.ranks > defP) {
+      const sq = D === 3 ? 'a cube k^3' : 'a square k^2';
+      throw new TopologyError(`${name} is a ${pre.dims.join('x')} torus (${defP} chips): --ranks ${opts.ranks} must be ${defP} or ${sq} <= ${defP} (a ${D === 3 ? 'k x k x k' : 'k x k'} slice); use --torus AxB${D === 3 ? 'xC' : ''} for other shapes`);
+    }
+    dims = new Array<number>(D).fill(k);
+  }
+  const rule = pre.wraps(dims);
+  const wrap = dims.map((d, i) => d > 2 && (force[i] ?? rule[i]!));
+  const p = dims.reduce((a, b) => a * b, 1);
+  const gpu = opts.gpu ?? pre.gpu;
+  const hw = hardwareProfile(gpu);
+  const { gamma, delta } = localCosts(hw, opts.reduceBw);
+  const diam = torusDiameter(dims, wrap);
+  const links: LinkClass[] = [];
+  for (let h = 1; h <= Math.max(1, diam); h++) links.push({ name: h === 1 ? 'ici' : `ici x${h}`, alpha: h * ICI_HOP_LATENCY, bw: pre.linkBw });
+  return new Topology({
+    name, p, gpusPerNode: p, links, intra: 0, inter: 0, gamma, delta, gpu,
+    memCapacity: opts.memCapacity ?? hw.hbmBytes, torus: { dims, wrap },
+  });
+}
 
 function checkPositiveInt(v: number | undefined, what: string): void {
   if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new TopologyError(`${what} must be an integer >= 1 (got ${v})`);
@@ -147,6 +459,7 @@ export function makeTopology(name: string, opts: TopologyOptions = {}): Topology
     case 'flat': {
       checkPositiveInt(opts.ranks, '--ranks');
       if (opts.nodes !== undefined) throw new TopologyError('--nodes applies to hgx-h100 / dgx-a100, not to flat');
+      if (opts.torus !== undefined) throw new TopologyError('--torus applies to the TPU presets (tpu-v4, tpu-v5p, tpu-v5e, tpu-v6e)');
       const bw = opts.linkBw ?? 450;
       const lat = opts.linkLatency ?? 1;
       if (!(bw > 0) || !Number.isFinite(bw)) throw new TopologyError(`--link-bw must be a positive number of GB/s (got ${bw})`);
@@ -166,6 +479,7 @@ export function makeTopology(name: string, opts: TopologyOptions = {}): Topology
       if (opts.linkBw !== undefined || opts.linkLatency !== undefined) {
         throw new TopologyError(`--link-bw / --link-latency apply to the flat topology; ${name} has fixed links (use a JSON topology to change them)`);
       }
+      if (opts.torus !== undefined) throw new TopologyError('--torus applies to the TPU presets (tpu-v4, tpu-v5p, tpu-v5e, tpu-v6e)');
       const h100 = name === 'hgx-h100';
       const gpu = gpuKey ?? (h100 ? 'h100' : 'a100');
       const hw = hardwareProfile(gpu);
@@ -180,9 +494,33 @@ export function makeTopology(name: string, opts: TopologyOptions = {}): Topology
         intra: 0, inter: 1, gamma, delta, gpu, memCapacity: opts.memCapacity ?? hw.hbmBytes,
       });
     }
-    default:
+    case 'gb200-nvl72': {
+      // 72 B200 GPUs per NVLink 5 domain (rack), 900 GB/s per direction per GPU; one 800 Gb/s NIC
+      // (100 GB/s) per GPU between racks; 1 us / 5 us (see the header)
+      if (opts.linkBw !== undefined || opts.linkLatency !== undefined) {
+        throw new TopologyError(`--link-bw / --link-latency apply to the flat topology; ${name} has fixed links (use a JSON topology to change them)`);
+      }
+      if (opts.torus !== undefined) throw new TopologyError('--torus applies to the TPU presets (tpu-v4, tpu-v5p, tpu-v5e, tpu-v6e)');
+      const gpu = gpuKey ?? 'b200';
+      const hw = hardwareProfile(gpu);
+      const { p } = resolveRanksNodes(opts, 72, name);
+      const { gamma, delta } = localCosts(hw, opts.reduceBw);
+      return new Topology({
+        name, p, gpusPerNode: 72,
+        links: [
+          { name: 'nvlink5', alpha: 1e-6, bw: 900e9 },
+          { name: 'nic-800g', alpha: 5e-6, bw: 100e9 },
+        ],
+        intra: 0, inter: 1, gamma, delta, gpu, memCapacity: opts.memCapacity ?? hw.hbmBytes,
+      });
+    }
+    default: {
+      const pre = TORUS_PRESETS[name];
+      if (pre) return makeTorusTopology(name, pre, opts);
+      if (opts.torus !== undefined) throw new TopologyError('--torus applies to the TPU presets (tpu-v4, tpu-v5p, tpu-v5e, tpu-v6e)');
       if (name.endsWith('.json') || name.includes('/')) return loadTopologyFile(name, opts);
       throw new TopologyError(`unknown topology '${name}' (presets: ${TOPOLOGY_PRESETS.join(', ')}, or a .json file)`);
+    }
   }
 }
 

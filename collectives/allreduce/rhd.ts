@@ -92,6 +92,9 @@ export const rhdAllreduce: Algorithm = {
     }
     return progs;
   },
+  rankProgram(spec: CollSpec, _topo: Topology, r: number): Iterable<Op> {
+    return { [Symbol.iterator]: () => rhdRankOps(spec, r) };
+  },
   cost(spec: CollSpec, topo: Topology): number {
     const { p, count: c } = spec;
     if (p === 1) return singleRankCost(spec, topo);
@@ -102,7 +105,7 @@ export const rhdAllreduce: Algorithm = {
     const real = (nr: number) => (nr < rem ? 2 * nr + 1 : nr + rem);
     // the link of a step: the slowest over its pairs (one class per step on flat, and on multi-node
     // presets whenever p and the GPUs per node are powers of two)
-    const uniform = topo.data.intra === topo.data.inter || p <= topo.data.gpusPerNode;
+    const uniform = !topo.isTorus && (topo.data.intra === topo.data.inter || p <= topo.data.gpusPerNode);
     const slowest = (m: number, pair: (i: number) => [number, number]) => {
       if (uniform) return topo.data.links[topo.data.intra]!;
       let w = topo.link(...pair(0));
@@ -127,3 +130,57 @@ export const rhdAllreduce: Algorithm = {
     return t + (spec.op === 'avg' ? Math.ceil(c / pp) * 4 * delta : 0);
   },
 };
+
+/** Rank r's ops of build(spec)[r], generated lazily (the body of rhd's rankProgram). */
+function* rhdRankOps(spec: CollSpec, r: number): Generator<Op> {
+  const { p, count: c, op } = spec;
+  if (p === 1) {
+    yield* singleRankProgram(spec)[0]!;
+    return;
+  }
+  const pp = 1 << log2floor(p);
+  const rem = p - pp;
+  // offset of block j of blocks(c, pp), without the array
+  const base = Math.floor(c / pp), extra = c % pp;
+  const boff = (j: number) => j * base + (j < extra ? j : extra);
+  const real = (nr: number) => (nr < rem ? 2 * nr + 1 : nr + rem);
+  const range = (reg: Region, lo: number, hi: number): Region => {
+    const off = boff(lo);
+    const end = hi < pp ? boff(hi) : c;
+    return { buf: reg.buf, off: reg.off + off, len: end - off };
+  };
+  const I = inputRegion(spec, r), O = outputRegion(spec, r);
+  if (r < 2 * rem && r % 2 === 0) {
+    yield { k: 'send', peer: r + 1, src: I };
+    yield { k: 'recv', peer: r + 1, dst: O };
+    return;
+  }
+  let cur = I;
+  if (r < 2 * rem) {
+    yield { k: 'recv', peer: r - 1, dst: O, op, acc: I };
+    cur = O;
+  }
+  const nr = r < 2 * rem ? (r - 1) / 2 : r - rem;
+  let lo = 0, hi = pp;
+  for (let mask = pp >> 1; mask >= 1; mask >>= 1) {
+    const peer = real(nr ^ mask);
+    const mid = lo + ((hi - lo) >> 1);
+    const up = (nr & mask) !== 0;
+    const klo = up ? mid : lo, khi = up ? hi : mid, slo = up ? lo : mid, shi = up ? mid : hi;
+    yield { k: 'send', peer, src: range(cur, slo, shi) };
+    yield { k: 'recv', peer, dst: range(O, klo, khi), op, acc: range(cur, klo, khi) };
+    cur = O;
+    lo = klo; hi = khi;
+  }
+  if (op === 'avg') yield { k: 'scale', dst: range(O, lo, hi), factor: 1 / p };
+  for (let mask = 1; mask < pp; mask <<= 1) {
+    const peer = real(nr ^ mask);
+    const size = hi - lo;
+    const up = (nr & mask) !== 0;
+    const plo = up ? lo - size : hi, phi = up ? lo : hi + size;
+    yield { k: 'send', peer, src: range(O, lo, hi) };
+    yield { k: 'recv', peer, dst: range(O, plo, phi) };
+    lo = Math.min(lo, plo); hi = Math.max(hi, phi);
+  }
+  if (r < 2 * rem) yield { k: 'send', peer: r - 1, src: O };
+}

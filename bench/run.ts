@@ -17,5 +17,11 @@ if (dataplane && !args.has('--host-only')) {
   console.log(await dataplane({ quick }));
   console.log();
 }
+if (!args.has('--host-only')) {
+  const { runSimulateBench } = await import('./simulate.js');
+  console.log('== one-thread simulator at scale ==');
+  console.log(await runSimulateBench({ quick }));
+  console.log();
+}
 console.log('== emulator host speed ==');
 console.log(await runHostBench({ live: args.has('--peer-live'), quick }));

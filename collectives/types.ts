@@ -14,7 +14,7 @@
  * out holds p*count inputs and the result lands at out[r*count..]; others: out[0..count). The 'in'
  * buffer is then empty. Algorithms may use a 'tmp' buffer of the size they declare.
  */
-import type { BufferSizes, Program, ReduceOp, Region } from '../runtime/ir.js';
+import type { BufferSizes, Op, Program, ReduceOp, Region } from '../runtime/ir.js';
 import type { Topology } from '../runtime/topology.js';
 
 export type Collective = 'allreduce' | 'allgather' | 'reducescatter' | 'broadcast' | 'reduce' | 'alltoall' | 'sendrecv' | 'barrier';
@@ -44,6 +44,15 @@ export interface Algorithm {
   tmpElems?(spec: CollSpec, topo: Topology): number;
   /** Per-rank programs. */
   build(spec: CollSpec, topo: Topology): Program[];
+  /**
+   * Optional lazy form of build(): rank `rank`'s ops, generated as they are consumed; exactly the
+   * sequence of build(spec, topo)[rank] (test/simulate-scale.test.ts checks this), and every
+   * iteration starts over. It lets `simulate` run 10^4-10^5 ranks without materializing every
+   * program: `simulate({ topo, programs: (r) => algo.rankProgram!(spec, topo, r) })`.
+   * Yielded Op and Region objects must not be mutated afterwards (executors keep references);
+   * Regions may be shared between ops and ranks.
+   */
+  rankProgram?(spec: CollSpec, topo: Topology, rank: number): Iterable<Op>;
   /** Closed-form virtual time in seconds (alpha-beta-gamma on the topology's link classes). */
   cost(spec: CollSpec, topo: Topology): number;
 }

@@ -14,7 +14,7 @@
  */
 import type { Op } from './ir.js';
 import { ELEM_BYTES } from './ir.js';
-import type { Topology } from './topology.js';
+import type { LinkClass, Topology } from './topology.js';
 
 export class VClock {
   /** current virtual time, seconds */
@@ -29,10 +29,13 @@ export class VClock {
   }
 }
 
-/** Issue a send; returns [start of transmission, arrival time]. */
+/** Issue a send from self to peer; returns [start of transmission, arrival time]. */
 export function sendTimes(c: VClock, topo: Topology, self: number, peer: number, bytes: number): [number, number] {
-  const link = topo.data.links[topo.classOf(self, peer)]!;
-  const port = topo.port(self, peer);
+  return sendOnLink(c, topo.data.links[topo.classOf(self, peer)]!, topo.port(self, peer), bytes);
+}
+
+/** The same rule for a sender that already knows the pair's link class and egress port. */
+export function sendOnLink(c: VClock, link: LinkClass, port: number, bytes: number): [number, number] {
   const start = Math.max(c.t, c.portFree[port]!);
   const wireEnd = start + bytes / link.bw;
   c.portFree[port] = wireEnd;

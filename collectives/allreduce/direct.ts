@@ -78,6 +78,9 @@ export const directAllreduce: Algorithm = {
     }
     return progs;
   },
+  rankProgram(spec: CollSpec, _topo: Topology, r: number): Iterable<Op> {
+    return { [Symbol.iterator]: () => directRankOps(spec, r) };
+  },
   cost(spec: CollSpec, topo: Topology): number {
     const { p, count: c } = spec;
     if (p === 1) return singleRankCost(spec, topo);
@@ -104,3 +107,24 @@ export const directAllreduce: Algorithm = {
     return Math.max(intra, inter) + local;
   },
 };
+
+/** Rank r's ops of build(spec)[r], generated lazily (the body of direct's rankProgram). */
+function* directRankOps(spec: CollSpec, r: number): Generator<Op> {
+  const { p, count: c, op } = spec;
+  if (p === 1) {
+    yield* singleRankProgram(spec)[0]!;
+    return;
+  }
+  const I = inputRegion(spec, r), O = outputRegion(spec, r);
+  const A = spec.inPlace ? { buf: 'tmp' as const, off: 0, len: c } : O;
+  for (let q = 0; q < p; q++) if (q !== r) yield { k: 'send', peer: q, src: I };
+  if (r <= 1) yield { k: 'recv', peer: 1 - r, dst: A, op, acc: I };
+  else {
+    yield { k: 'recv', peer: 0, dst: A };
+    for (let q = 1; q < r; q++) yield { k: 'recv', peer: q, dst: A, op, acc: A };
+    yield { k: 'reduce', a: A, b: I, dst: A, op };
+  }
+  for (let q = Math.max(r, 1) + 1; q < p; q++) yield { k: 'recv', peer: q, dst: A, op, acc: A };
+  if (spec.inPlace) yield { k: 'copy', src: A, dst: O };
+  if (op === 'avg') yield { k: 'scale', dst: O, factor: 1 / p };
+}

@@ -24,6 +24,7 @@ import type { Op, Program, Region } from '../../runtime/ir.js';
 import type { Topology } from '../../runtime/topology.js';
 import { blocks, inputRegion, outputRegion, type Algorithm, type CollSpec } from '../types.js';
 import { singleRankCost, singleRankProgram } from './common.js';
+import { ringPhaseStream, type RingPhase } from './ring.js';
 
 /** G (ranks per node actually used) and N (nodes) for this spec, or undefined if unsupported. */
 function shape(spec: CollSpec, topo: Topology): { G: number; N: number } | undefined {
@@ -101,6 +102,33 @@ export const hierarchicalAllreduce: Algorithm = {
     }
     return progs;
   },
+  rankProgram(spec: CollSpec, topo: Topology, r: number): Iterable<Op> {
+    const { p, op } = spec;
+    if (p === 1) return singleRankProgram(spec)[0]!;
+    // regions shared by all ranks (their I and O are the same)
+    const t = hierBlocks(spec, topo);
+    const { G, N, inB, outB } = t;
+    const node = Math.floor(r / G), l = r % G;
+    const base = node * G;
+    const lnext = base + (l + 1 === G ? 0 : l + 1), lprev = base + (l === 0 ? G - 1 : l - 1);
+    const own = l + 1 === G ? 0 : l + 1;
+    const phases: RingPhase[] = [];
+    // 1. intra-node ring reduce-scatter: l ends with block l+1
+    phases.push({ kind: 'rs', n: G, a: l, next: lnext, prev: lprev, first: inB, src: outB, dst: outB, acc: inB, op });
+    // 2. inter-node ring allreduce on the own block's sub-blocks (the partial sum is in 'in' when G = 1)
+    if (N > 1) {
+      const dstS = t.subO[own]!, curS = G > 1 ? dstS : t.subI[own]!;
+      const gnext = (node + 1 === N ? 0 : node + 1) * G + l, gprev = (node === 0 ? N - 1 : node - 1) * G + l;
+      phases.push({ kind: 'rs', n: N, a: node, next: gnext, prev: gprev, first: curS, src: dstS, dst: dstS, acc: curS, op });
+      if (op === 'avg') phases.push({ kind: 'op', op: { k: 'scale', dst: dstS[(node + 1) % N]!, factor: 1 / p } });
+      phases.push({ kind: 'ag', n: N, a: node, next: gnext, prev: gprev, tab: dstS });
+    } else if (op === 'avg') {
+      phases.push({ kind: 'op', op: { k: 'scale', dst: outB[own]!, factor: 1 / p } });
+    }
+    // 3. intra-node ring all-gather
+    phases.push({ kind: 'ag', n: G, a: l, next: lnext, prev: lprev, tab: outB });
+    return ringPhaseStream(phases);
+  },
   cost(spec: CollSpec, topo: Topology): number {
     const { p, count: c } = spec;
     if (p === 1) return singleRankCost(spec, topo);
@@ -118,3 +146,27 @@ export const hierarchicalAllreduce: Algorithm = {
     return intra + inter + scale;
   },
 };
+
+interface HierBlocks {
+  p: number; count: number; inPlace: boolean; G: number; N: number;
+  /** block j of blocks(count, G) of the input / output region */
+  inB: Region[]; outB: Region[];
+  /** sub-block i of blocks(len, N) of input / output block j: subI[j][i], subO[j][i] (N > 1) */
+  subI: Region[][]; subO: Region[][];
+}
+/** The regions rankProgram uses, shared by all ranks (their I and O are the same); the last spec's are kept. */
+let hierCache: HierBlocks | undefined;
+function hierBlocks(spec: CollSpec, topo: Topology): HierBlocks {
+  const sh = shape(spec, topo);
+  if (!sh) throw new Error(`hierarchical: ${spec.p} ranks is not a multiple of ${topo.data.gpusPerNode} GPUs per node`);
+  const { G, N } = sh;
+  const q = hierCache;
+  if (q && q.p === spec.p && q.count === spec.count && q.inPlace === spec.inPlace && q.G === G && q.N === N) return q;
+  const I = inputRegion(spec, 0), O = outputRegion(spec, 0);
+  const bl = blocks(spec.count, G);
+  const cut = (reg: Region, b: { off: number; len: number }): Region => ({ buf: reg.buf, off: reg.off + b.off, len: b.len });
+  const inB = bl.map((b) => cut(I, b)), outB = bl.map((b) => cut(O, b));
+  const subs = (B: Region[]) => (N > 1 ? B.map((reg) => blocks(reg.len, N).map((b) => cut(reg, b))) : []);
+  hierCache = { p: spec.p, count: spec.count, inPlace: spec.inPlace, G, N, inB, outB, subI: G > 1 ? [] : subs(inB), subO: subs(outB) };
+  return hierCache;
+}

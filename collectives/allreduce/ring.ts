@@ -28,7 +28,7 @@
  * (Assumes the inter-node link is the slower one; [b D] only for avg.) Matches the simulator to
  * < 0.01% on hgx-h100 / dgx-a100 with 2-8 nodes, all sizes, gamma from 0 to 1/(30 GB/s).
  */
-import type { Op, Program } from '../../runtime/ir.js';
+import type { Op, Program, ReduceOp, Region } from '../../runtime/ir.js';
 import type { Topology } from '../../runtime/topology.js';
 import { blocks, inputRegion, outputRegion, sub, type Algorithm, type CollSpec } from '../types.js';
 
@@ -66,6 +66,20 @@ export const ringAllreduce: Algorithm = {
     }
     return progs;
   },
+  rankProgram(spec: CollSpec, _topo: Topology, r: number): Iterable<Op> {
+    const { p, count: c, op } = spec;
+    if (p === 1) {
+      const I = inputRegion(spec, r), O = outputRegion(spec, r);
+      return !spec.inPlace && c > 0 ? [{ k: 'copy', src: I, dst: O }] : [];
+    }
+    // the block regions are the same for every rank (all ranks' I and O are the same regions)
+    const { inB, outB } = ringBlocks(spec);
+    const next = r + 1 === p ? 0 : r + 1, prev = r === 0 ? p - 1 : r - 1;
+    const phases: RingPhase[] = [{ kind: 'rs', n: p, a: r, next, prev, first: inB, src: outB, dst: outB, acc: inB, op }];
+    if (op === 'avg') phases.push({ kind: 'op', op: { k: 'scale', dst: outB[(r + 1) % p]!, factor: 1 / p } });
+    phases.push({ kind: 'ag', n: p, a: r, next, prev, tab: outB });
+    return ringPhaseStream(phases);
+  },
   cost(spec: CollSpec, topo: Topology): number {
     const { p, count: c } = spec;
     const { gamma, delta } = topo.data;
@@ -94,3 +108,103 @@ export const ringAllreduce: Algorithm = {
     return 2 * (p - 1) * (l.alpha + b / l.bw) + (p - 1) * b * gamma + scale;
   },
 };
+
+/** Block j of the input and output regions (types.blocks(count, p)), for rankProgram; the last spec's are kept. */
+let ringBlockCache: { p: number; count: number; inPlace: boolean; inB: Region[]; outB: Region[] } | undefined;
+function ringBlocks(spec: CollSpec): { inB: Region[]; outB: Region[] } {
+  const q = ringBlockCache;
+  if (q && q.p === spec.p && q.count === spec.count && q.inPlace === spec.inPlace) return q;
+  const I = inputRegion(spec, 0), O = outputRegion(spec, 0);
+  const bl = blocks(spec.count, spec.p);
+  const inB = bl.map((b) => sub(I, b.off, b.len)), outB = bl.map((b) => sub(O, b.off, b.len));
+  ringBlockCache = { p: spec.p, count: spec.count, inPlace: spec.inPlace, inB, outB };
+  return ringBlockCache;
+}
+
+/**
+ * One phase of a rank's program in a ring of n members (for lazy op streams):
+ *  - 'rs', reduce-scatter: n-1 steps s of send (s = 0 ? first : src)[a-s] to next, then
+ *    recv-reduce from prev into dst[a-s-1] with acc[a-s-1];
+ *  - 'ag', all-gather: n-1 steps of send tab[a+1-s] to next, then recv from prev into tab[a-s];
+ *  - 'op': one op.
+ * Table indices are taken mod n; a is the rank's position in the ring.
+ */
+export type RingPhase =
+  | { kind: 'rs'; n: number; a: number; next: number; prev: number; first: Region[]; src: Region[]; dst: Region[]; acc: Region[]; op: ReduceOp }
+  | { kind: 'ag'; n: number; a: number; next: number; prev: number; tab: Region[] }
+  | { kind: 'op'; op: Op };
+
+/**
+ * The ops of a sequence of ring phases, generated as they are pulled: exactly the sends and
+ * receives ring.ts's build() writes for the same phases. The iterator is a small state machine that
+ * reuses its result object and allocates only the op objects (a generator costs about twice as much
+ * per op in V8, which matters when a simulation pulls 10^8 ops).
+ */
+export function ringPhaseStream(phases: readonly RingPhase[]): Iterable<Op> {
+  return { [Symbol.iterator]: () => new RingPhaseIterator(phases) };
+}
+
+/**
+ * A ring phase as the iterator runs it: 'ag' is 'rs' with tables tab, index shift 1 and no
+ * reduction (acc and op then unused; every field always holds the same type, for V8).
+ */
+class Steps {
+  constructor(
+    readonly n: number, readonly a: number, readonly shift: number, readonly next: number, readonly prev: number,
+    readonly first: Region[], readonly src: Region[], readonly dst: Region[],
+    readonly reduces: boolean, readonly acc: Region[], readonly op: ReduceOp,
+  ) {}
+}
+
+class RingPhaseIterator implements Iterator<Op> {
+  private ph = 0;
+  /** the ring phase being run (undefined between phases), its step, and send (0) / recv (1) */
+  private f: Steps | undefined = undefined;
+  private s = 0;
+  private half = 0;
+  private readonly res: { done: boolean; value: Op | undefined } = { done: false, value: undefined };
+  constructor(private readonly phases: readonly RingPhase[]) {}
+
+  // kept small (the hot path of a simulation), the rest is in advance()
+  next(): IteratorResult<Op> {
+    const f = this.f;
+    if (f === undefined || this.s >= f.n - 1) return this.advance();
+    const res = this.res, s = this.s, n = f.n;
+    let j = f.a + f.shift - s;
+    if (this.half === 0) {
+      this.half = 1;
+      if (j < 0) j += n; else if (j >= n) j -= n;
+      res.value = { k: 'send', peer: f.next, src: (s === 0 ? f.first : f.src)[j]! };
+    } else {
+      this.half = 0;
+      this.s = s + 1;
+      j -= 1;
+      if (j < 0) j += n; else if (j >= n) j -= n;
+      res.value = f.reduces ? { k: 'recv', peer: f.prev, dst: f.dst[j]!, op: f.op, acc: f.acc[j]! } : { k: 'recv', peer: f.prev, dst: f.dst[j]! };
+    }
+    return res as IteratorResult<Op>;
+  }
+
+  /** Start the next phase: yield a single op, or set up a ring phase and yield its first op. */
+  private advance(): IteratorResult<Op> {
+    const res = this.res;
+    this.f = undefined;
+    while (this.ph < this.phases.length) {
+      const f = this.phases[this.ph++]!;
+      if (f.kind === 'op') {
+        res.value = f.op;
+        return res as IteratorResult<Op>;
+      }
+      if (f.n < 2) continue;
+      this.f = f.kind === 'rs'
+        ? new Steps(f.n, f.a, 0, f.next, f.prev, f.first, f.src, f.dst, true, f.acc, f.op)
+        : new Steps(f.n, f.a, 1, f.next, f.prev, f.tab, f.tab, f.tab, false, f.tab, 'sum');
+      this.s = 0;
+      this.half = 0;
+      return this.next();
+    }
+    res.done = true;
+    res.value = undefined;
+    return res as IteratorResult<Op>;
+  }
+}

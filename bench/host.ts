@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runBench } from '../cli/bench.js';
+import { parseNcclTable } from '../cli/calibrate.js';
 import { Cluster } from '../runtime/cluster.js';
 import { makeTopology } from '../runtime/topology.js';
 
@@ -17,26 +18,20 @@ const here = dirname(fileURLToPath(import.meta.url));
 const repo = existsSync(join(here, '..', 'package.json')) ? resolve(here, '..') : resolve(here, '..', '..');
 const peers = resolve(repo, '..', 'shared', 'peers');
 
-/** size (bytes) -> time (us) from an nccl-tests style table (out-of-place column). */
-export function parseTable(text: string): Map<number, number> {
-  const m = new Map<number, number>();
-  for (const line of text.split('\n')) {
-    if (!/^\s*\d/.test(line)) continue;
-    const f = line.trim().split(/\s+/);
-    m.set(Number(f[0]), Number(f[5]));
-  }
-  return m;
+/** size (bytes) -> out-of-place time (us) of an nccl-tests style table (the calibrate parser). */
+export function parseTable(text: string, where = 'table'): Map<number, number> {
+  return new Map(parseNcclTable(text, where).rows.map((r) => [r.size, r.time]));
 }
 
 function openMpiTimes(live: boolean, ranks: number, min: string, max: string): { times: Map<number, number>; source: string } {
   if (live) {
     const script = join(peers, 'run_openmpi.sh');
     const out = execFileSync(script, [String(ranks), 'allreduce', min, max], { encoding: 'utf8', cwd: peers, stdio: ['ignore', 'pipe', 'ignore'] });
-    return { times: parseTable(out), source: `live: ${script} ${ranks} allreduce ${min} ${max}` };
+    return { times: parseTable(out, script), source: `live: ${script} ${ranks} allreduce ${min} ${max}` };
   }
   const file = join(peers, 'results', `openmpi_allreduce_np${ranks}.txt`);
   if (!existsSync(file)) return { times: new Map(), source: 'none (no recorded table)' };
-  return { times: parseTable(readFileSync(file, 'utf8')), source: `recorded: ${file}` };
+  return { times: parseTable(readFileSync(file, 'utf8'), file), source: `recorded: ${file}` };
 }
 
 export async function runHostBench(opts: { live?: boolean; quick?: boolean } = {}): Promise<string> {

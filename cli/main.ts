@@ -2,7 +2,7 @@
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { ALGORITHMS, AlgorithmError } from '../collectives/registry.js';
 import { COLLECTIVES, type Algorithm, type Collective } from '../collectives/types.js';
 import { EmulatorDeadlock, RankFailure } from '../runtime/cluster.js';
@@ -202,4 +202,3 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-export { Option };

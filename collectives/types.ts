@@ -175,5 +175,3 @@ export function busBwFactor(coll: Collective, p: number): number {
   }
 }
 
-/** Number of bytes of one message of `len` elements. */
-export const bytesOf = (len: number) => len * 4;

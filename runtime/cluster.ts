@@ -360,13 +360,3 @@ export class Cluster {
     await this.pool.destroy();
   }
 }
-
-/** Run once on a fresh cluster and close it (convenience for the API and tests). */
-export async function withCluster<T>(topo: Topology, fn: (c: Cluster) => Promise<T>, opts: ClusterOptions = {}): Promise<T> {
-  const c = await Cluster.start(topo, opts);
-  try {
-    return await fn(c);
-  } finally {
-    await c.close();
-  }
-}

@@ -148,22 +148,3 @@ export function validatePrograms(programs: Program[], sizes: BufferSizes[] | Buf
     }
   }
 }
-
-/** Smallest buffer sizes that hold every region the program touches. */
-export function requiredSizes(prog: Program): BufferSizes {
-  const s: BufferSizes = { in: 0, out: 0, tmp: 0 };
-  const see = (r: Region | undefined) => {
-    if (r && r.off + r.len > s[r.buf]) s[r.buf] = r.off + r.len;
-  };
-  for (const o of prog) {
-    switch (o.k) {
-      case 'send': see(o.src); break;
-      case 'recv': see(o.dst); see(o.acc); break;
-      case 'copy': see(o.src); see(o.dst); break;
-      case 'reduce': see(o.a); see(o.b); see(o.dst); break;
-      case 'scale': see(o.dst); break;
-      case 'compute': break;
-    }
-  }
-  return s;
-}

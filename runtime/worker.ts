@@ -59,7 +59,6 @@ class RankRuntime {
   iter = 0;
   t0 = 0; // pacing origin (ms since epoch)
   peak = 1;
-  barGen = 0;
   descIx: Int32Array<ArrayBufferLike> = new Int32Array(0);
   desc: Float64Array<ArrayBufferLike> = new Float64Array(0);
 

@@ -153,7 +153,6 @@ async function runSweep(o: BenchOptions, exec: Exec, checked: boolean, topo: Top
 
 /** `collemu bench`: the worker-thread emulator with real data. */
 export async function runBench(o: BenchOptions, cluster?: Cluster): Promise<{ rows: BenchRow[]; events?: TraceEvent[] }> {
-  validateBench(o);
   const topo = runTopology(o);
   const c = cluster ?? (await Cluster.start(topo, { simd: o.simd }));
   try {
@@ -168,7 +167,6 @@ export async function runBench(o: BenchOptions, cluster?: Cluster): Promise<{ ro
 
 /** `collemu simulate`: the one-thread discrete-event simulator, no data (host time = one run). */
 export async function runSimulate(o: BenchOptions): Promise<{ rows: BenchRow[]; events?: TraceEvent[] }> {
-  validateBench(o);
   const topo = runTopology(o);
   return runSweep(o, async (_spec, _algo, programs, trace) => {
     const t0 = performance.now();

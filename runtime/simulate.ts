@@ -323,7 +323,8 @@ export function simulate(opts: SimulateOptions): SimulateResult {
         if (tracer) tracer.add(r, 0, peer, bytes, P[qb + P_CLASS]!, st[0], arrival, 0, 0, seq, 0);
         const pb = peer * RS;
         if (S[pb + R_WAIT_RECV] === r && !(S[pb + R_FLAGS]! & (F_QUEUED | F_DONE))) {
-          // wake the receiver
+          // wake the receiver (bucket-queue insert, inlined here, below and at step-aside: a ReadyQueue
+          // class measured ~13% slower on 16,384-rank hierarchical)
           const q = S[pb + R_PC]!;
           if (q >= bCap) { bCap = Math.max(2 * bCap, q + 1); bHead = grow32(bHead, bCap, -1); bTail = grow32(bTail, bCap, -1); }
           S[pb + R_BNEXT] = -1;

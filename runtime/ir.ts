@@ -15,7 +15,8 @@
  *  - `recv` writes the incoming data to `dst`; with `op` it writes `acc ⊕ incoming` (acc defaults to
  *    dst), the fused recv-reduce-copy of NCCL's primitives. Length of dst must equal the send's length.
  *  - `copy` and `reduce` are local data movement; `scale` multiplies in place (used by `avg`);
- *    `compute` only advances the clock (flops and bytes of modeled work, e.g. a matmul).
+ *    `compute` advances the clock by modeled work (flops, bytes) and may run a named kernel on data.
+ *  - Ops run on one of two streams (compute, communication) with their own clocks; see StreamTag.
  * Op 'avg' reduces as 'sum'; algorithms append a `scale` by 1/p where the final values are produced.
  */
 
@@ -33,14 +34,37 @@ export interface Region {
   len: number;
 }
 
-export interface SendOp { k: 'send'; peer: number; src: Region }
-export interface RecvOp { k: 'recv'; peer: number; dst: Region; op?: ReduceOp; acc?: Region }
-export interface CopyOp { k: 'copy'; src: Region; dst: Region }
-export interface ReduceLocalOp { k: 'reduce'; a: Region; b: Region; dst: Region; op: ReduceOp }
-export interface ScaleOp { k: 'scale'; dst: Region; factor: number }
-export interface ComputeOp { k: 'compute'; flops: number; bytes: number; label?: string }
+/**
+ * Streams (as on a GPU): every op runs on stream `s` (0 = compute, the default; 1 = communication).
+ * Each stream has its own virtual clock; ops of one stream are ordered, ops of different streams
+ * overlap in virtual time. Data still follows program order (executors run ops one after another),
+ * so a program must order its ops consistently with their data dependencies, and make the virtual
+ * dependencies explicit with `wait` (CUDA's event record + stream wait at one program point).
+ */
+export interface StreamTag {
+  /** stream index, 0 (compute, default) or 1 (communication) */
+  s?: 0 | 1;
+}
+export const N_STREAMS = 2;
 
-export type Op = SendOp | RecvOp | CopyOp | ReduceLocalOp | ScaleOp | ComputeOp;
+export interface SendOp extends StreamTag { k: 'send'; peer: number; src: Region }
+export interface RecvOp extends StreamTag { k: 'recv'; peer: number; dst: Region; op?: ReduceOp; acc?: Region }
+export interface CopyOp extends StreamTag { k: 'copy'; src: Region; dst: Region }
+export interface ReduceLocalOp extends StreamTag { k: 'reduce'; a: Region; b: Region; dst: Region; op: ReduceOp }
+export interface ScaleOp extends StreamTag { k: 'scale'; dst: Region; factor: number }
+/**
+ * Modeled work (flops and HBM bytes; roofline cost). With `kernel`, executors that carry data also
+ * run that kernel (runtime/compute.ts registry) on views of `args` with numeric `params`; `writes`
+ * lists the indices of the args it writes (the send-buffer rule applies to them).
+ */
+export interface ComputeOp extends StreamTag {
+  k: 'compute'; flops: number; bytes: number; label?: string;
+  kernel?: string; args?: Region[]; params?: number[]; writes?: number[];
+}
+/** Stream `s` waits until stream `on` has reached this point (no data, no cost). */
+export interface WaitOp extends StreamTag { k: 'wait'; on: 0 | 1 }
+
+export type Op = SendOp | RecvOp | CopyOp | ReduceLocalOp | ScaleOp | ComputeOp | WaitOp;
 export type OpKind = Op['k'];
 export type Program = Op[];
 
@@ -89,6 +113,7 @@ export function validatePrograms(programs: Program[], sizes: BufferSizes[] | Buf
     const sz = sizeOf(r);
     for (let i = 0; i < prog.length; i++) {
       const o = prog[i]!;
+      if (o.s !== undefined && o.s !== 0 && o.s !== 1) throw new IRError(`rank ${r} op ${i}: unknown stream ${JSON.stringify(o.s)}`);
       switch (o.k) {
         case 'send':
         case 'recv': {
@@ -124,6 +149,14 @@ export function validatePrograms(programs: Program[], sizes: BufferSizes[] | Buf
           break;
         case 'compute':
           if (!(o.flops >= 0) || !(o.bytes >= 0)) throw new IRError(`rank ${r} op ${i}: compute needs flops >= 0 and bytes >= 0`);
+          if (o.kernel !== undefined) {
+            const args = o.args ?? [];
+            args.forEach((a, j) => checkRegion(a, sz, r, i, `arg ${j}`));
+            for (const w of o.writes ?? []) if (!Number.isInteger(w) || w < 0 || w >= args.length) throw new IRError(`rank ${r} op ${i}: writes names arg ${w} of ${args.length}`);
+          }
+          break;
+        case 'wait':
+          if (o.on !== 0 && o.on !== 1) throw new IRError(`rank ${r} op ${i}: wait on unknown stream ${JSON.stringify(o.on)}`);
           break;
         default:
           throw new IRError(`rank ${r} op ${i}: unknown op kind ${JSON.stringify((o as { k: unknown }).k)}`);

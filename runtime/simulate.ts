@@ -13,7 +13,8 @@
  */
 import { ELEM_BYTES, type BufName, type Op, type Program, type Region } from './ir.js';
 import { reduceJs, scaleJs } from './reduce.js';
-import { localTimes, recvTimes, sendOnLink, VClock } from './timing.js';
+import { runComputeKernel } from './compute.js';
+import { enterStream, leaveStream, localTimes, recvTimes, sendOnLink, VClock } from './timing.js';
 import type { Topology } from './topology.js';
 import { KIND_CODES, TraceRecorder, type TraceEvent } from './trace.js';
 
@@ -64,7 +65,8 @@ export function describeOp(o: Op | undefined): string {
     case 'copy': return `copy ${r(o.src)} -> ${r(o.dst)}`;
     case 'reduce': return `reduce-${o.op} ${r(o.a)}, ${r(o.b)} -> ${r(o.dst)}`;
     case 'scale': return `scale ${r(o.dst)} by ${o.factor}`;
-    case 'compute': return `compute ${o.label ?? ''} ${o.flops} flops`;
+    case 'compute': return `compute ${o.label ?? o.kernel ?? ''} ${o.flops} flops`;
+    case 'wait': return `stream ${o.s ?? 0} waits for stream ${o.on}`;
   }
 }
 
@@ -142,8 +144,9 @@ export function simulate(opts: SimulateOptions): SimulateResult {
   // timing module works on one VClock, loaded from and stored back to F around each run of a rank.
   // Then, at F[r*FS+BB+2b] and F[r*FS+BB+2b+1], bounds [lo, hi) of what the rank's unconsumed sends
   // cover in buffer b (a superset: a write outside them cannot overlap one, and needs no scan)
+  // and the other stream's clock (VClock.t1) at F[r*FS+BB+6]
   const BB = 1 + nPorts;
-  const FS = BB + 6;
+  const FS = BB + 7;
   const F = new Float64Array(p * FS);
   const vc = new VClock(nPorts);
   const pf = vc.portFree;
@@ -213,6 +216,7 @@ export function simulate(opts: SimulateOptions): SimulateResult {
     let i = S[rb + R_PC]!;
     const fb = r * FS;
     vc.t = F[fb]!;
+    vc.t1 = F[fb + BB + 6]!;
     for (let k = 0; k < nPorts; k++) pf[k] = F[fb + 1 + k]!;
     let stepAside = false;
     for (;;) {
@@ -221,7 +225,7 @@ export function simulate(opts: SimulateOptions): SimulateResult {
       // end of the program waits until all its sends are consumed. It waits for the earliest such
       // send (the lowest send index). A write outside the bounds skips the scan; a scan that finds
       // nothing recomputes the bounds.
-      if (S[rb + R_INFLIGHT]! > 0 && (o === undefined || (o.k !== 'send' && o.k !== 'compute'))) {
+      if (S[rb + R_INFLIGHT]! > 0 && (o === undefined || (o.k !== 'send' && o.k !== 'compute' && o.k !== 'wait'))) {
         let wBuf = -1, wOff = 0, wLen = 0, scan = true;
         if (o !== undefined) {
           const w = o.dst as Region | undefined; // (undefined only for an invalid op kind)
@@ -256,12 +260,34 @@ export function simulate(opts: SimulateOptions): SimulateResult {
           F[bb] = lo0; F[bb + 1] = hi0; F[bb + 2] = lo1; F[bb + 3] = hi1; F[bb + 4] = lo2; F[bb + 5] = hi2;
         }
       }
+      if (o !== undefined && o.k === 'compute' && o.writes !== undefined && S[rb + R_INFLIGHT]! > 0) {
+        // a kernel's written args: the same rule, region by region (no bounds shortcut)
+        let hitPair = -1, hitSent = 0;
+        for (const wi of o.writes) {
+          const w = o.args![wi]!;
+          if (w.len === 0) continue;
+          const wBuf = bufCode(w.buf);
+          for (let q = S[rb + R_PAIRS]!; q >= 0; q = P[q * PS + P_SRC_NEXT]!) {
+            for (let m = P[q * PS + P_QHEAD]!; m >= 0; m = MI[m * MS + M_NEXT]!) {
+              const mb = m * MS;
+              const off = MF[mb + M_OFF]!, len = MF[mb + M_LEN]!;
+              if (MI[mb + M_BUF] === wBuf && len > 0 && off < w.off + w.len && w.off < off + len) {
+                if (hitPair < 0 || MI[mb + M_SENT]! < hitSent) { hitPair = q; hitSent = MI[mb + M_SENT]!; }
+                break;
+              }
+            }
+          }
+        }
+        if (hitPair >= 0) { S[rb + R_WAIT_CONS] = P[hitPair * PS + P_DST]!; break; }
+      }
       if (o === undefined) {
         flags |= F_DONE;
         obj[2 * r + 1] = undefined;
         break;
       }
       S[rb + R_WAIT_CONS] = -1;
+      const swap = o.s === 1;
+      if (swap) enterStream(vc, o);
       if (o.k === 'send') {
         const peer = o.peer;
         let pr: number;
@@ -346,14 +372,14 @@ export function simulate(opts: SimulateOptions): SimulateResult {
         if (S[rb + R_RECV_PEER] === peer) pr = S[rb + R_RECV_PAIR]!;
         else {
           const id = pairIds.get(peer * p + r);
-          if (id === undefined) { S[rb + R_WAIT_RECV] = peer; break; } // nothing sent yet
+          if (id === undefined) { S[rb + R_WAIT_RECV] = peer; if (swap) leaveStream(vc, o); break; } // nothing sent yet
           pr = id;
           S[rb + R_RECV_PEER] = peer;
           S[rb + R_RECV_PAIR] = pr;
         }
         const qb = pr * PS;
         const m = P[qb + P_QHEAD]!;
-        if (m < 0) { S[rb + R_WAIT_RECV] = peer; break; }
+        if (m < 0) { S[rb + R_WAIT_RECV] = peer; if (swap) leaveStream(vc, o); break; }
         S[rb + R_WAIT_RECV] = -1;
         const mb = m * MS;
         const nx = MI[mb + M_NEXT]!;
@@ -396,12 +422,14 @@ export function simulate(opts: SimulateOptions): SimulateResult {
           if (o.k === 'copy') view(r, o.dst).set(view(r, o.src));
           else if (o.k === 'reduce') reduceJs(view(r, o.dst), view(r, o.a), view(r, o.b), o.op);
           else if (o.k === 'scale') scaleJs(view(r, o.dst), o.factor);
+          else if (o.k === 'compute' && o.kernel !== undefined) runComputeKernel(o, (reg) => view(r, reg));
         }
-        if (tracer) {
+        if (tracer && o.k !== 'wait') {
           const bytes = o.k === 'compute' ? o.bytes : o.k === 'copy' ? o.src.len * ELEM_BYTES : o.dst.len * ELEM_BYTES;
           tracer.add(r, KIND_CODES.indexOf(o.k), -1, bytes, -1, lt[0], lt[1], 0, 0, -1, 0);
         }
       }
+      if (swap) leaveStream(vc, o);
       opsDone++;
       i++;
       if (arr) o = arr[i];
@@ -414,6 +442,7 @@ export function simulate(opts: SimulateOptions): SimulateResult {
     S[rb + R_PC] = i;
     obj[2 * r] = o;
     F[fb] = vc.t;
+    F[fb + BB + 6] = vc.t1;
     for (let k = 0; k < nPorts; k++) F[fb + 1 + k] = pf[k]!;
     if (stepAside) {
       if (i >= bCap) { bCap = Math.max(2 * bCap, i + 1); bHead = grow32(bHead, bCap, -1); bTail = grow32(bTail, bCap, -1); }
@@ -432,7 +461,7 @@ export function simulate(opts: SimulateOptions): SimulateResult {
   let time = 0;
   for (let r = 0; r < p; r++) {
     const rb = r * RS;
-    const t = F[r * FS]!;
+    const t = Math.max(F[r * FS]!, F[r * FS + BB + 6]!);
     rankTimes[r] = t;
     if (t > time) time = t;
     if (S[rb + R_FLAGS]! & F_DONE) continue;

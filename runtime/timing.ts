@@ -10,6 +10,10 @@
  *  - A receive completes at max(own clock, arrival); with a reduction it then costs b * gamma.
  *  - A local copy costs b * delta; a local reduce b * gamma; a scale b * delta;
  *    a compute op max(flops / peak, bytes / HBM bandwidth) (roofline).
+ *  - Streams: a rank has two clocks, compute (stream 0) and communication (stream 1). An op runs on
+ *    its stream's clock (executors call enterStream/leaveStream around it, which swap the clocks so
+ *    the rules above always read `t`); `wait` raises a stream's clock to the other's. Ports are per
+ *    rank, shared by both streams. A rank's time is the later of its two clocks.
  * Nothing depends on wall-clock order, so the same programs give bit-identical times.
  */
 import type { Op } from './ir.js';
@@ -17,17 +21,30 @@ import { ELEM_BYTES } from './ir.js';
 import type { LinkClass, Topology } from './topology.js';
 
 export class VClock {
-  /** current virtual time, seconds */
+  /** current virtual time of the running stream, seconds */
   t = 0;
+  /** the other stream's clock (stream 1 while stream 0 runs, and the reverse inside enterStream) */
+  t1 = 0;
   readonly portFree: Float64Array;
   constructor(nPorts: number) {
     this.portFree = new Float64Array(nPorts);
   }
   reset(t0 = 0): void {
     this.t = t0;
+    this.t1 = t0;
     this.portFree.fill(t0);
   }
+  /** the rank's time: the later stream */
+  get end(): number {
+    return this.t > this.t1 ? this.t : this.t1;
+  }
 }
+
+/** Before an op on stream 1, make its clock current (swap); call leaveStream after the op. */
+export function enterStream(c: VClock, o: Op): void {
+  if (o.s === 1) { const x = c.t; c.t = c.t1; c.t1 = x; }
+}
+export const leaveStream = enterStream;
 
 /** Issue a send from self to peer; returns [start of transmission, arrival time]. */
 export function sendTimes(c: VClock, topo: Topology, self: number, peer: number, bytes: number): [number, number] {
@@ -61,9 +78,14 @@ export function localCost(o: Op, topo: Topology, peakFlops: number): number {
   }
 }
 
-/** Advance the clock by a local op; returns [start, end]. */
+/** Advance the clock by a local op (or a stream wait); returns [start, end]. */
 export function localTimes(c: VClock, o: Op, topo: Topology, peakFlops: number): [number, number] {
   const start = c.t;
+  if (o.k === 'wait') {
+    // inside enterStream, t1 is the other stream's clock
+    if (o.on !== (o.s ?? 0) && c.t1 > c.t) c.t = c.t1;
+    return [start, c.t];
+  }
   c.t += localCost(o, topo, peakFlops);
   return [start, c.t];
 }

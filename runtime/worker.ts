@@ -19,7 +19,8 @@ import {
 import { ELEM_BYTES, type BufName, type Op, type Region } from './ir.js';
 import type { InitMessage, Job, RankResult, RunJob } from './job.js';
 import { createKernels, type Kernels } from './kernels.js';
-import { localTimes, recvTimes, sendTimes, VClock } from './timing.js';
+import { runComputeKernel } from './compute.js';
+import { enterStream, leaveStream, localTimes, recvTimes, sendTimes, VClock } from './timing.js';
 import { Topology } from './topology.js';
 import { KIND_CODES, TraceRecorder } from './trace.js';
 
@@ -250,6 +251,7 @@ class RankRuntime {
       ctl[pcIdx] = i;
       const o = prog[i]!;
       const h0 = tr ? this.hnow() : 0;
+      enterStream(c, o);
       switch (o.k) {
         case 'send': {
           const peer = o.peer;
@@ -316,9 +318,18 @@ class RankRuntime {
           break;
         }
         case 'compute':
+          if (o.kernel !== undefined) {
+            const args = o.args!;
+            if (o.writes) for (const w of o.writes) this.hazard(args[w]!);
+            if (!this.job.timingOnly) runComputeKernel(o, (r) => this.view(me, this.byteOff(r), r.len));
+          }
           this.local(o, tr, h0);
           break;
+        case 'wait':
+          localTimes(c, o, topo, this.peak);
+          break;
       }
+      leaveStream(c, o);
       ctl[progIdx]!++;
     }
     ctl[pcIdx] = prog.length;
@@ -344,7 +355,7 @@ class RankRuntime {
     this.clock!.reset(0);
     this.runProgram();
     this.iter++;
-    return this.clock!.t;
+    return this.clock!.end;
   }
 
   runJob(job: RunJob): RankResult {
@@ -381,7 +392,7 @@ class RankRuntime {
     const hasInput = spec && spec.coll !== 'barrier' && (spec.coll !== 'broadcast' || me === spec.root);
     if (spec && hasInput) fillInput(spec, me, inputView());
     let vtime = -1;
-    for (let w = 0; w < job.warmup; w++) this.checkTime(this.iteration(), (vtime = vtime < 0 ? this.clock!.t : vtime));
+    for (let w = 0; w < job.warmup; w++) this.checkTime(this.iteration(), (vtime = vtime < 0 ? this.clock!.end : vtime));
     this.barrier();
     const h0 = nowMs();
     for (let it = 0; it < job.iters; it++) {

@@ -1,0 +1,308 @@
+/**
+ * `collemu train`: compile a parallel training run of the small Llama model to per-rank IR programs
+ * (parallelism/train/step.ts), run them with real Float32 data on the worker-thread emulator (or
+ * the one-thread simulator), and compare the result with the serial single-rank reference
+ * (parallelism/model/reference.ts trainSerial): losses per step and every parameter after K steps.
+ *
+ * Parity is reported as max_abs_err (largest |parallel - serial| over all parameter elements and
+ * losses) and max_rel_err (per tensor ||parallel - serial||_inf / ||serial||_inf, the largest over
+ * all tensors and the losses), over every replica of every parameter (so replicas that diverge
+ * show up too).
+ */
+import { makeSchedule, fromCsv, validateSchedule, type Schedule } from '../schedules.js';
+import { Cluster } from '../../runtime/cluster.js';
+import { validateKernelOps } from '../../runtime/compute.js';
+import { validatePrograms, type BufferSizes, type Program, type Region } from '../../runtime/ir.js';
+import { simulate } from '../../runtime/simulate.js';
+import { makeTopology, type Topology } from '../../runtime/topology.js';
+import { loadModelConfig, validateConfig, type ModelConfig } from '../model/config.js';
+import { initParams, makeBatch, trainSerial, type OptimizerConfig, type Params } from '../model/reference.js';
+import { DeviceMesh } from '../mesh.js';
+import type { MemCategory } from './arena.js';
+import type { CommStat } from './program.js';
+import { compileRank, TrainConfigError, validateLayout, type CompiledRank, type CpMode, type TrainLayout } from './step.js';
+
+export interface TrainOptions {
+  model: string | ModelConfig;
+  mesh: string;
+  zero?: number;
+  sequenceParallel?: boolean;
+  cpMode?: CpMode;
+  /** schedule name, or a PyTorch pipelining CSV text via scheduleCsv */
+  schedule?: string;
+  scheduleCsv?: string;
+  virtual?: number;
+  microbatches?: number;
+  /** global batch (sequences per step); default dp x microbatches x 2 */
+  batch?: number;
+  steps?: number;
+  seed?: number;
+  optimizer?: OptimizerConfig;
+  overlap?: boolean;
+  /** device memory per rank in bytes (default: the topology GPU's HBM) */
+  memCapacity?: number;
+  executor?: 'emulate' | 'simulate';
+  /** topology preset or file for the virtual time (default hgx-h100) */
+  topology?: string;
+  /** compare with the serial reference (default true) */
+  parity?: boolean;
+}
+
+export interface RankMemory {
+  rank: number;
+  peak_memory_bytes: number;
+  at_peak: Record<MemCategory, number>;
+  peak_at: string;
+}
+
+export interface TrainResult {
+  model: ModelConfig;
+  mesh: string;
+  world: number;
+  layout: { zero: number; sequence_parallel: boolean; cp_mode: CpMode; schedule: string; microbatches: number; batch: number; stages: number };
+  steps: { step: number; loss: number; reference_loss?: number }[];
+  parity?: { max_abs_err: number; max_rel_err: number; worst: string };
+  ranks: RankMemory[];
+  /** virtual time of the run divided by the steps, seconds */
+  virtual_step_time_s: number;
+  /** per collective type, over all ranks: calls and payload bytes */
+  comm: Record<string, { calls: number; bytes: number }>;
+  /** per collective type and group dimension: calls and bytes of one rank (the max over ranks) */
+  comm_by_group: { coll: string; group: string; calls_per_rank: number; bytes_per_rank: number }[];
+  executor: 'emulate' | 'simulate';
+  host_seconds: number;
+  /** the final parameters, assembled (full tensors) */
+  params: Params;
+}
+
+const DEFAULT_OPT: OptimizerConfig = { kind: 'adam', lr: 1e-2 };
+
+export interface Compiled {
+  layout: TrainLayout;
+  ranks: CompiledRank[];
+  programs: Program[];
+  sizes: BufferSizes;
+  topo: Topology;
+}
+
+/** Resolve options and compile every rank's program (no execution). */
+export function compileTraining(o: TrainOptions): Compiled {
+  const cfg = typeof o.model === 'string' ? loadModelConfig(o.model) : validateConfig(o.model);
+  const mesh = DeviceMesh.parse(o.mesh);
+  const pp = mesh.size('pp');
+  const dp = mesh.size('dp') * mesh.size('dp_shard');
+  const M = o.microbatches ?? (pp > 1 ? 2 * pp : 1);
+  let schedule: Schedule;
+  if (o.scheduleCsv !== undefined) {
+    schedule = fromCsv(o.scheduleCsv, 'schedule csv');
+    if (schedule.ranks !== pp) throw new TrainConfigError(`the CSV schedule has ${schedule.ranks} ranks, but the mesh has pp=${pp}`);
+  } else {
+    schedule = makeSchedule(o.schedule ?? '1f1b', pp, M, o.virtual);
+  }
+  validateSchedule(schedule);
+  const zero = o.zero ?? 0;
+  if (![0, 1, 2, 3].includes(zero)) throw new TrainConfigError(`--zero must be 0, 1, 2 or 3 (got ${zero})`);
+  const layout: TrainLayout = {
+    cfg, mesh, zero: zero as 0 | 1 | 2 | 3, sequenceParallel: !!o.sequenceParallel, cpMode: o.cpMode ?? 'ring', schedule,
+    microbatches: schedule.microbatches, batch: o.batch ?? dp * schedule.microbatches * 2, steps: o.steps ?? 3,
+    optimizer: o.optimizer ?? DEFAULT_OPT, overlap: o.overlap ?? true, capacity: Infinity,
+  };
+  if (layout.cpMode !== 'ring' && layout.cpMode !== 'ulysses') throw new TrainConfigError(`--cp-mode must be ring or ulysses (got ${layout.cpMode})`);
+  validateLayout(layout);
+  const topo = makeTopology(o.topology ?? 'hgx-h100', { ranks: mesh.world, memCapacity: o.memCapacity });
+  layout.capacity = topo.data.memCapacity;
+  let ranks: CompiledRank[] = [];
+  for (let r = 0; r < mesh.world; r++) ranks.push(compileRank(layout, r));
+  // second pass: every receiver knows the order in which its peers send (see RankBuilder.recv)
+  const incoming = Array.from({ length: mesh.world }, () => new Map<number, { tag: string; len: number }[]>());
+  for (const cr of ranks) for (const [peer, list] of cr.builder.sent) incoming[peer]!.set(cr.plan.rank, list);
+  ranks = ranks.map((_, r) => compileRank(layout, r, incoming[r]));
+  const programs = ranks.map((c) => c.program);
+  const sizes: BufferSizes = { in: Math.max(16, ...ranks.map((c) => c.builder.arena.report().arenaElems)), out: 0, tmp: 0 };
+  validatePrograms(programs, sizes);
+  validateKernelOps(programs);
+  return { layout, ranks, programs, sizes, topo };
+}
+
+/** Write parameters, optimizer state (zeros) and data into a rank's arena. */
+export function fillRank(c: Compiled, rank: number, mem: Float32Array, full: Params, batches: { tokens: Float32Array; targets: Float32Array }[]): void {
+  mem.fill(0);
+  const { plan } = c.ranks[rank]!;
+  const { cfg, mesh } = c.layout;
+  const w = (r: Region, off: number, src: ArrayLike<number>) => mem.set(src, r.off + off);
+  const Z = mesh.group(rank, ['cp', 'dp_shard', 'dp']);
+  const zIx = Z.indexOf(rank);
+  for (const { unit, params, pshard } of plan.units) {
+    const flat = new Float32Array(unit.padded);
+    for (const lp of unit.params) {
+      const src = full.get(lp.name)!;
+      const cols = lp.full[1];
+      for (let i = 0; i < lp.nr; i++) {
+        flat.set(src.subarray((lp.r0 + i) * cols + lp.c0, (lp.r0 + i) * cols + lp.c0 + lp.nc), lp.off + i * lp.nc);
+      }
+    }
+    if (params) w(params, 0, flat);
+    if (pshard) w(pshard, 0, flat.subarray(zIx * unit.shard, (zIx + 1) * unit.shard));
+  }
+  const S = cfg.seq;
+  for (let k = 0; k < plan.tokens.length; k++) {
+    for (let m = 0; m < plan.seqFirst[k]!.length; m++) {
+      const first = plan.seqFirst[k]![m]!;
+      const tok = new Float32Array(plan.seqs * plan.seqLocal);
+      const tgt = new Float32Array(plan.seqs * plan.seqLocal);
+      for (let j = 0; j < plan.seqs; j++) {
+        const base = (first + j) * S + plan.pos0;
+        tok.set(batches[k]!.tokens.subarray(base, base + plan.seqLocal), j * plan.seqLocal);
+        tgt.set(batches[k]!.targets.subarray(base, base + plan.seqLocal), j * plan.seqLocal);
+      }
+      if (plan.tokens[k]![m]) w(plan.tokens[k]![m]!, 0, tok);
+      if (plan.targets[k]![m]) w(plan.targets[k]![m]!, 0, tgt);
+    }
+  }
+}
+
+/** Read every replica's parameters back into full tensors; returns the replicas per parameter. */
+function readParams(c: Compiled, mems: Float32Array[]): Map<string, Float32Array[]> {
+  const { cfg, mesh } = c.layout;
+  const out = new Map<string, Float32Array[]>();
+  // one assembled copy per (dp x cp) replica index
+  const Zsize = mesh.size('cp') * mesh.size('dp_shard') * mesh.size('dp');
+  const replicas: Params[] = Array.from({ length: c.layout.zero === 3 ? 1 : Zsize }, () => new Map());
+  const shapes = new Map<string, [number, number]>();
+  for (let r = 0; r < mesh.world; r++) {
+    const { plan } = c.ranks[r]!;
+    const Z = mesh.group(r, ['cp', 'dp_shard', 'dp']);
+    const zIx = Z.indexOf(r);
+    for (const { unit, params, pshard } of plan.units) {
+      let flat: Float32Array;
+      let rep: Params;
+      if (c.layout.zero === 3) {
+        if (zIx !== 0) continue;
+        // assemble the unit from the shards of its dp x cp group
+        flat = new Float32Array(unit.padded);
+        Z.forEach((q, i) => {
+          const qp = c.ranks[q]!.plan.units.find((x) => x.unit.name === unit.name)!;
+          flat.set(mems[q]!.subarray(qp.pshard!.off, qp.pshard!.off + unit.shard), i * unit.shard);
+        });
+        rep = replicas[0]!;
+      } else {
+        flat = mems[r]!.subarray(params!.off, params!.off + unit.padded);
+        rep = replicas[zIx]!;
+      }
+      void pshard;
+      for (const lp of unit.params) {
+        shapes.set(lp.name, lp.full);
+        let t = rep.get(lp.name);
+        if (!t) rep.set(lp.name, (t = new Float32Array(lp.full[0] * lp.full[1])));
+        const cols = lp.full[1];
+        for (let i = 0; i < lp.nr; i++) t.set(flat.subarray(lp.off + i * lp.nc, lp.off + (i + 1) * lp.nc), (lp.r0 + i) * cols + lp.c0);
+      }
+    }
+  }
+  void cfg;
+  for (const name of shapes.keys()) out.set(name, replicas.map((rep) => rep.get(name)!));
+  return out;
+}
+
+export async function runTraining(o: TrainOptions): Promise<TrainResult> {
+  const h0 = performance.now();
+  const c = compileTraining(o);
+  const { cfg, mesh, steps } = c.layout;
+  const seed = o.seed ?? 1;
+  const full = initParams(cfg, seed);
+  const batches = Array.from({ length: steps }, (_, k) => makeBatch(cfg, seed, k, c.layout.batch));
+  const world = mesh.world;
+  const executor = o.executor ?? 'emulate';
+  let mems: Float32Array[];
+  let time: number;
+  if (executor === 'simulate') {
+    const data = Array.from({ length: world }, (_, r) => {
+      const mem = new Float32Array(c.sizes.in);
+      fillRank(c, r, mem, full, batches);
+      return { in: mem, out: new Float32Array(0), tmp: new Float32Array(0) };
+    });
+    const res = simulate({ topo: c.topo, programs: c.programs, data });
+    mems = data.map((d) => d.in);
+    time = res.time;
+  } else {
+    const cluster = await Cluster.start(c.topo);
+    try {
+      const res = await cluster.run({
+        programs: c.programs, sizes: c.sizes, iters: 1, warmup: 0,
+        beforeRun: (cl) => { for (let r = 0; r < world; r++) fillRank(c, r, cl.view(r, 'in'), full, batches); },
+      });
+      time = res.time;
+      mems = Array.from({ length: world }, (_, r) => cluster.view(r, 'in').slice());
+    } finally {
+      await cluster.close();
+    }
+  }
+  // losses: sum over the ranks that report (last stage, tp rank 0) of their per-step accumulators
+  const losses = new Array<number>(steps).fill(0);
+  for (let r = 0; r < world; r++) {
+    const { plan } = c.ranks[r]!;
+    if (!plan.reportsLoss || !plan.losses) continue;
+    for (let k = 0; k < steps; k++) losses[k]! += mems[r]![plan.losses.off + k]!;
+  }
+  const replicas = readParams(c, mems);
+  const params: Params = new Map([...replicas].map(([n, reps]) => [n, reps[0]!]));
+  let parity: TrainResult['parity'];
+  let refLosses: number[] | undefined;
+  if (o.parity !== false) {
+    const ref = trainSerial(cfg, seed, { steps, batch: c.layout.batch, optimizer: c.layout.optimizer });
+    refLosses = ref.losses;
+    let maxAbs = 0, maxRel = 0, worst = '';
+    for (const [name, reps] of replicas) {
+      const want = ref.params.get(name)!;
+      let norm = 0;
+      for (let i = 0; i < want.length; i++) norm = Math.max(norm, Math.abs(want[i]!));
+      reps.forEach((got, ri) => {
+        let d = 0;
+        for (let i = 0; i < want.length; i++) d = Math.max(d, Math.abs(got[i]! - want[i]!));
+        if (!(d <= maxAbs)) maxAbs = d;
+        const rel = norm > 0 ? d / norm : d;
+        if (!(rel <= maxRel)) { maxRel = rel; worst = `${name}${reps.length > 1 ? ` (replica ${ri})` : ''}`; }
+      });
+    }
+    losses.forEach((l, k) => {
+      const d = Math.abs(l - ref.losses[k]!);
+      if (!(d <= maxAbs)) maxAbs = d;
+      const rel = d / Math.abs(ref.losses[k]!);
+      if (!(rel <= maxRel)) { maxRel = rel; worst = `loss of step ${k}`; }
+    });
+    parity = { max_abs_err: maxAbs, max_rel_err: maxRel, worst };
+  }
+  const comm: TrainResult['comm'] = {};
+  const byGroup = new Map<string, { coll: string; group: string; calls_per_rank: number; bytes_per_rank: number }>();
+  for (const cr of c.ranks) {
+    for (const s of cr.builder.commStats() as CommStat[]) {
+      const x = (comm[s.coll] ??= { calls: 0, bytes: 0 });
+      x.calls += s.calls;
+      x.bytes += s.bytes;
+      const key = `${s.coll}/${s.dims}`;
+      const g = byGroup.get(key) ?? { coll: s.coll, group: s.dims, calls_per_rank: 0, bytes_per_rank: 0 };
+      g.calls_per_rank = Math.max(g.calls_per_rank, s.calls);
+      g.bytes_per_rank = Math.max(g.bytes_per_rank, s.bytes);
+      byGroup.set(key, g);
+    }
+  }
+  return {
+    model: cfg, mesh: mesh.describe(), world,
+    layout: {
+      zero: c.layout.zero, sequence_parallel: c.layout.sequenceParallel, cp_mode: c.layout.cpMode, schedule: c.layout.schedule.name,
+      microbatches: c.layout.microbatches, batch: c.layout.batch, stages: c.layout.schedule.stages,
+    },
+    steps: losses.map((loss, k) => ({ step: k, loss, reference_loss: refLosses?.[k] })),
+    parity,
+    ranks: c.ranks.map((cr) => {
+      const m = cr.builder.arena.report();
+      return { rank: cr.plan.rank, peak_memory_bytes: m.peakBytes, at_peak: m.atPeak, peak_at: m.peakWhere };
+    }),
+    virtual_step_time_s: time / steps,
+    comm,
+    comm_by_group: [...byGroup.values()],
+    executor,
+    host_seconds: (performance.now() - h0) / 1000,
+    params,
+  };
+}

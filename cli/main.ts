@@ -13,6 +13,13 @@ import { writeTrace } from '../runtime/trace.js';
 import { footerLines, formatRow, headerLines, jsonRows, parseBytes, runBench, runSimulate, scaleLines, UsageError, validateBench } from './bench.js';
 import { registerCalibrate } from './calibrate.js';
 import { registerPipeline } from './pipeline.js';
+import { registerTrain } from './train.js';
+import { MeshError } from '../parallelism/mesh.js';
+import { ConfigError } from '../parallelism/model/config.js';
+import { KernelError } from '../parallelism/model/kernels.js';
+import { ScheduleError } from '../parallelism/schedules.js';
+import { TrainOutOfMemory } from '../parallelism/train/arena.js';
+import { TrainConfigError } from '../parallelism/train/step.js';
 
 const BENCH_COLLS = ['allreduce', 'allgather', 'reducescatter', 'broadcast', 'reduce', 'alltoall', 'sendrecv', 'barrier'];
 
@@ -163,6 +170,7 @@ export function buildProgram(): Command {
 
   registerCalibrate(program); // collemu calibrate <nccl-tests-output.txt>: fit link alpha/bandwidth (cli/calibrate.ts)
   registerPipeline(program); // collemu pipeline: pipeline schedules as data (cli/pipeline.ts)
+  registerTrain(program); // collemu train: parallel training with parity (cli/train.ts)
 
   program
     .command('tour')
@@ -189,7 +197,8 @@ export async function main(argv: string[]): Promise<number> {
       return 2; // commander already printed the message
     }
     const err = e as Error;
-    if (err instanceof UsageError || err instanceof TopologyError || err instanceof AlgorithmError || err instanceof IRError || err instanceof OutOfMemoryError || err.message.startsWith('emulation limit')) {
+    const userErrors = [UsageError, TopologyError, AlgorithmError, IRError, OutOfMemoryError, MeshError, ConfigError, KernelError, ScheduleError, TrainConfigError, TrainOutOfMemory];
+    if (userErrors.some((c) => err instanceof c) || err.message.startsWith('emulation limit')) {
       process.stderr.write(`collemu: error: ${err.message}\n`);
       return 2;
     }

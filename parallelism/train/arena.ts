@@ -35,6 +35,8 @@ export interface MemoryReport {
   peakWhere: string;
   /** arena size needed (elements), >= peak (fragmentation) */
   arenaElems: number;
+  /** peak over time of the model states alone (parameters + gradients + optimizer states) */
+  peakModelStates: number;
 }
 
 interface Block { off: number; len: number }
@@ -54,6 +56,7 @@ export class Arena {
   private peak = 0;
   private peakCat: Record<MemCategory, number> = { ...this.byCat };
   private peakWhere = 'start';
+  private peakStates = 0;
   /** where the program is (for messages): set by the builder */
   where = 'start';
   private counter = 0;
@@ -105,6 +108,8 @@ export class Arena {
     this.live.set(name, t);
     this.liveBytes += bytes;
     this.byCat[cat] += bytes;
+    const states = this.byCat.param + this.byCat.grad + this.byCat.optim;
+    if (states > this.peakStates) this.peakStates = states;
     if (this.liveBytes > this.peak) {
       this.peak = this.liveBytes;
       this.peakCat = { ...this.byCat };
@@ -141,6 +146,6 @@ export class Arena {
   }
 
   report(): MemoryReport {
-    return { peakBytes: this.peak, atPeak: { ...this.peakCat }, peakWhere: this.peakWhere, arenaElems: this.top };
+    return { peakBytes: this.peak, atPeak: { ...this.peakCat }, peakWhere: this.peakWhere, arenaElems: this.top, peakModelStates: this.peakStates };
   }
 }

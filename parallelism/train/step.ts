@@ -287,6 +287,7 @@ export function compileRank(L: TrainLayout, rank: number, incoming?: Map<number,
   };
   const G = (s: UnitState, name: string): Region => {
     const lp = s.u.params.find((x) => x.name === name)!;
+    ensureGrads(s); // gradient buffers appear when the backward first produces them
     return view(s.grads!, lp.off, lp.nr * lp.nc);
   };
   const unitOf = (name: string) => st.get(name)!;
@@ -305,11 +306,11 @@ export function compileRank(L: TrainLayout, rank: number, incoming?: Map<number,
     b.free(s.params);
     s.params = undefined;
   };
-  const ensureGrads = (s: UnitState): void => {
+  function ensureGrads(s: UnitState): void {
     if (s.grads) return;
     s.grads = b.alloc(`${s.u.name} grads`, s.u.padded, 'grad');
     b.kernel('zero', [s.grads], [s.u.padded]);
-  };
+  }
 
   // ---- small helpers
   const mm = (A: Arg, B: Arg, C: Arg, m: number, n: number, k: number, tA: 0 | 1, tB: 0 | 1, beta: 0 | 1) =>
@@ -702,8 +703,14 @@ export function compileRank(L: TrainLayout, rank: number, incoming?: Map<number,
     const ss = saved.get(`${s}/${m}`)!;
     const ws: PendingW[] = [];
     let dy: Tensor;
-    const su = stageUnits(s);
-    for (const us of su) ensureGrads(us);
+    // a full backward (B) computes each block's weight gradients right after its input gradients,
+    // so the last microbatch finishes the blocks one by one and their reductions overlap the rest
+    // of the backward (DDP buckets); a split backward (I) leaves them to its W
+    const flush = (us: UnitState) => {
+      if (kind !== 'B') return;
+      for (const w of ws.splice(0)) w.run();
+      if (lastMb.get(s) === m) finishUnit(us);
+    };
     if (s === S - 1) {
       const hu = unitOf('head');
       gather(hu);
@@ -718,6 +725,7 @@ export function compileRank(L: TrainLayout, rank: number, incoming?: Map<number,
       b.kernel('rmsnorm_bwd', [xf, P(hu, 'final_norm'), rstd, dxn, dy, G(hu, 'final_norm')], [R, h]);
       b.free(dxn, rstd, xf);
       release(hu);
+      flush(hu);
     } else if (ppPeer(s + 1) === rank) {
       dy = handoff.get(`B${s}/${m}`)!;
       handoff.delete(`B${s}/${m}`);
@@ -731,12 +739,14 @@ export function compileRank(L: TrainLayout, rank: number, incoming?: Map<number,
       gather(us);
       dy = layerBwd(us, layers[i]!, ss.layers[i]!, dy, ws);
       release(us);
+      flush(us);
     }
     if (s === 0) {
       const e = unitOf('embedding');
       const tok = tokenShard(plan.tokens[step]![m]!);
       const dyE = dy;
       ws.push({ run: () => { b.kernel('embed_bwd', [tok, dyE, G(e, 'tok_emb')], [R, h, 0, V]); b.free(dyE); } });
+      flush(e);
     } else if (ppPeer(s - 1) === rank) {
       handoff.set(`B${s - 1}/${m}`, dy); // the previous stage, on this rank, owns it now
     } else {
@@ -748,8 +758,8 @@ export function compileRank(L: TrainLayout, rank: number, incoming?: Map<number,
       ws.push({ run: () => afterStep.push(dyS) });
     }
     saved.delete(`${s}/${m}`);
-    pendingW.set(`${s}/${m}`, ws);
-    if (kind === 'B') weights(s, m);
+    if (kind === 'B') for (const w of ws.splice(0)) w.run();
+    else pendingW.set(`${s}/${m}`, ws);
   };
 
   const weights = (s: number, m: number): void => {

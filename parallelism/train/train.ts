@@ -53,6 +53,8 @@ export interface RankMemory {
   peak_memory_bytes: number;
   at_peak: Record<MemCategory, number>;
   peak_at: string;
+  /** peak over time of parameters + gradients + optimizer states */
+  peak_model_states_bytes: number;
 }
 
 export interface TrainResult {
@@ -296,7 +298,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     parity,
     ranks: c.ranks.map((cr) => {
       const m = cr.builder.arena.report();
-      return { rank: cr.plan.rank, peak_memory_bytes: m.peakBytes, at_peak: m.atPeak, peak_at: m.peakWhere };
+      return { rank: cr.plan.rank, peak_memory_bytes: m.peakBytes, at_peak: m.atPeak, peak_at: m.peakWhere, peak_model_states_bytes: m.peakModelStates };
     }),
     virtual_step_time_s: time / steps,
     comm,

@@ -1,0 +1,130 @@
+/**
+ * `collemu train`: a parallel training run of the small Llama model on emulated ranks, checked
+ * against the serial single-rank reference (parallelism/train/train.ts).
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Command, InvalidArgumentError } from 'commander';
+import { MEM_CATEGORIES } from '../parallelism/train/arena.js';
+import { runTraining, type TrainResult } from '../parallelism/train/train.js';
+import type { OptimizerConfig } from '../parallelism/model/reference.js';
+import { parseBytes, UsageError } from './bench.js';
+
+/** Parity tolerance of the issue (Float32): relative, per tensor. */
+export const PARITY_TOL = 1e-5;
+/** Beyond this the run is wrong, not rounded differently: exit 1. */
+export const PARITY_FAIL = 1e-3;
+
+const int = (what: string) => (v: string) => {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isInteger(n)) throw new InvalidArgumentError(`${what} must be an integer`);
+  return n;
+};
+const float = (what: string) => (v: string) => {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`${what} must be a number`);
+  return n;
+};
+
+const fmtB = (b: number): string =>
+  b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : b >= 2 ** 20 ? `${(b / 2 ** 20).toFixed(2)} MiB` : b >= 1024 ? `${(b / 1024).toFixed(1)} KiB` : `${b} B`;
+const fmtT = (s: number): string => (s >= 1 ? `${s.toFixed(3)} s` : s >= 1e-3 ? `${(s * 1e3).toFixed(3)} ms` : `${(s * 1e6).toFixed(2)} us`);
+
+export function formatTrain(r: TrainResult, opt: OptimizerConfig): string[] {
+  const m = r.model;
+  const L: string[] = [];
+  L.push(`# collemu train: model ${m.layers} layers, hidden ${m.hidden}, ${m.heads} heads / ${m.kvHeads} kv, ffn ${m.ffn}, vocab ${m.vocab}, seq ${m.seq}${m.moe ? `, ${m.moe.experts} experts top-${m.moe.topk}` : ''}`);
+  L.push(`# mesh ${r.mesh} (${r.world} ranks), zero ${r.layout.zero}${r.layout.sequence_parallel ? ', sequence parallel' : ''}, cp mode ${r.layout.cp_mode}, ` +
+    `schedule ${r.layout.schedule} (${r.layout.stages} stages, ${r.layout.microbatches} microbatches), global batch ${r.layout.batch} sequences, ` +
+    `${opt.kind} lr ${opt.lr}, executor ${r.executor}`);
+  L.push('#');
+  L.push('#  step        loss      serial');
+  for (const s of r.steps) L.push(`${String(s.step).padStart(7)}  ${s.loss.toFixed(6).padStart(10)}  ${s.reference_loss !== undefined ? s.reference_loss.toFixed(6).padStart(10) : ''}`);
+  if (r.parity) {
+    const ok = r.parity.max_rel_err <= PARITY_TOL;
+    L.push(`# parity with the serial run: max abs err ${r.parity.max_abs_err.toExponential(2)}, max rel err ${r.parity.max_rel_err.toExponential(2)} ` +
+      `(${r.parity.worst || 'all equal'}): ${ok ? `within ${PARITY_TOL.toExponential(0)}` : r.parity.max_rel_err <= PARITY_FAIL ? `ABOVE ${PARITY_TOL.toExponential(0)} (rounding: reduction order differs; Adam amplifies it)` : 'WRONG'}`);
+  }
+  L.push(`# virtual step time: ${fmtT(r.virtual_step_time_s)} (mean over ${r.steps.length} steps; compute on the GPU roofline, links of the topology)`);
+  L.push('#');
+  L.push('#  rank  peak memory  ' + MEM_CATEGORIES.map((c) => c.padStart(11)).join('') + '  peak at');
+  for (const x of r.ranks) {
+    L.push(`${String(x.rank).padStart(7)}  ${fmtB(x.peak_memory_bytes).padStart(11)}  ${MEM_CATEGORIES.map((c) => fmtB(x.at_peak[c]).padStart(11)).join('')}  ${x.peak_at}`);
+  }
+  L.push('#');
+  L.push('#  collective     group    calls/rank   bytes/rank   (all ranks: calls, bytes)');
+  for (const g of r.comm_by_group) {
+    const all = r.comm[g.coll]!;
+    L.push(`#  ${g.coll.padEnd(13)}  ${g.group.padEnd(7)}  ${String(g.calls_per_rank).padStart(10)}  ${fmtB(g.bytes_per_rank).padStart(11)}   (${all.calls}, ${fmtB(all.bytes)})`);
+  }
+  L.push(`# host time ${r.host_seconds.toFixed(2)} s`);
+  return L;
+}
+
+export function trainJson(r: TrainResult): unknown {
+  return {
+    steps: r.steps.map((s) => ({ step: s.step, loss: s.loss, reference_loss: s.reference_loss })),
+    parity: r.parity ? { max_abs_err: r.parity.max_abs_err, max_rel_err: r.parity.max_rel_err } : null,
+    ranks: r.ranks.map((x) => ({ rank: x.rank, peak_memory_bytes: x.peak_memory_bytes, at_peak: x.at_peak, peak_at: x.peak_at })),
+    virtual_step_time_s: r.virtual_step_time_s,
+    comm: r.comm,
+    comm_by_group: r.comm_by_group,
+    mesh: r.mesh,
+    world: r.world,
+    layout: r.layout,
+    executor: r.executor,
+  };
+}
+
+export function registerTrain(program: Command): void {
+  program
+    .command('train')
+    .description('train the small Llama model on emulated ranks under a parallel layout; checks parity with the serial run')
+    .option('--model <tiny|small|tiny-moe|FILE>', 'model preset or JSON file', 'tiny')
+    .option('--mesh <SPEC>', 'mesh, e.g. dp=2,pp=2,tp=2 (dims tp, cp, ep, pp, dp, fsdp/dp_shard; order [TP, CP, EP, PP, DP] innermost first)', 'dp=2')
+    .option('--zero <0..3>', 'ZeRO level over the dp x cp ranks (3 = FSDP)', int('--zero'), 0)
+    .option('--sequence-parallel', 'sequence parallel (with tp > 1)')
+    .option('--cp-mode <ring|ulysses>', 'context parallel attention', 'ring')
+    .option('--schedule <NAME>', 'pipeline schedule: gpipe, 1f1b, interleaved, zb-h1, zb-v', '1f1b')
+    .option('--virtual <V>', 'stages per rank (interleaved)', int('--virtual'))
+    .option('--from-csv <FILE>', 'pipeline schedule from a PyTorch pipelining CSV')
+    .option('--microbatches <M>', 'microbatches per step (default 2 x pp, or 1)', int('--microbatches'))
+    .option('--batch <B>', 'global batch in sequences (default 2 x dp x microbatches)', int('--batch'))
+    .option('--steps <K>', 'training steps', int('--steps'), 3)
+    .option('--seed <S>', 'seed of the parameters and data', int('--seed'), 1)
+    .option('--optimizer <sgd|adam>', 'optimizer', 'sgd')
+    .option('--lr <LR>', 'learning rate (default sgd 0.1, adam 0.01)', float('--lr'))
+    .option('--executor <emulate|simulate>', 'worker threads (emulate) or the one-thread simulator with data', 'emulate')
+    .option('--topology <NAME|FILE>', 'topology for virtual time', 'hgx-h100')
+    .option('--mem-capacity <bytes>', 'device memory per rank, e.g. 2M (default: the GPU HBM)', (v: string) => {
+      try { return parseBytes(v, '--mem-capacity'); } catch (e) { throw new InvalidArgumentError((e as Error).message); }
+    })
+    .option('--no-overlap', 'run communication on the compute stream (no overlap)')
+    .option('--json <FILE|->', 'write the result as JSON to FILE, or to stdout with -')
+    .action(async (f: Record<string, unknown>) => {
+      const kind = f.optimizer as string;
+      if (kind !== 'sgd' && kind !== 'adam') throw new UsageError(`--optimizer must be sgd or adam (got ${kind})`);
+      const lr = (f.lr as number | undefined) ?? (kind === 'sgd' ? 0.1 : 0.01);
+      if (!(lr > 0)) throw new UsageError(`--lr must be > 0 (got ${lr})`);
+      const optimizer: OptimizerConfig = kind === 'sgd' ? { kind, lr } : { kind, lr };
+      const ex = f.executor as string;
+      if (ex !== 'emulate' && ex !== 'simulate') throw new UsageError(`--executor must be emulate or simulate (got ${ex})`);
+      let csv: string | undefined;
+      if (f.fromCsv) {
+        try { csv = readFileSync(f.fromCsv as string, 'utf8'); } catch (e) { throw new UsageError(`cannot read ${f.fromCsv}: ${(e as Error).message}`); }
+      }
+      const r = await runTraining({
+        model: f.model as string, mesh: f.mesh as string, zero: f.zero as number, sequenceParallel: !!f.sequenceParallel,
+        cpMode: f.cpMode as 'ring' | 'ulysses', schedule: f.schedule as string, scheduleCsv: csv, virtual: f.virtual as number | undefined,
+        microbatches: f.microbatches as number | undefined, batch: f.batch as number | undefined, steps: f.steps as number, seed: f.seed as number,
+        optimizer, overlap: f.overlap as boolean, memCapacity: f.memCapacity as number | undefined, executor: ex, topology: f.topology as string,
+      });
+      const json = f.json as string | undefined;
+      if (json !== '-') for (const l of formatTrain(r, optimizer)) console.log(l);
+      if (json) {
+        const text = JSON.stringify(trainJson(r), null, 2) + '\n';
+        if (json === '-') process.stdout.write(text);
+        else writeFileSync(json, text);
+      }
+      if (r.parity && !(r.parity.max_rel_err <= PARITY_FAIL)) process.exitCode = 1;
+    });
+}

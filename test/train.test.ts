@@ -69,6 +69,11 @@ describe('parity with the serial reference (SGD, 2 steps, simulator with data)',
     ['dp=2 x cp=2 x pp=2 x tp=2, Ulysses, ZeRO-2', {
       mesh: 'dp=2,cp=2,pp=2,tp=2', microbatches: 2, cpMode: 'ulysses', zero: 2, model: { ...(PRESETS.tiny as ModelConfig), kvHeads: 4 },
     }],
+    ['MoE single rank (tiny-moe: 4 experts, top-2, capacity 1.25)', { model: 'tiny-moe', mesh: 'dp=1' }],
+    ['EP ep=2 (AllToAll dispatch and combine)', { model: 'tiny-moe', mesh: 'ep=2' }],
+    ['EP ep=4', { model: 'tiny-moe', mesh: 'ep=4' }],
+    ['EP ep=2 x dp=2, ZeRO-3', { model: 'tiny-moe', mesh: 'ep=2,dp=2', zero: 3 }],
+    ['EP ep=2 x pp=2, ZB-H1', { model: 'tiny-moe', mesh: 'ep=2,pp=2', microbatches: 2, schedule: 'zb-h1' }],
   ];
   for (const [name, o] of cases) {
     it(name, async () => {
@@ -184,6 +189,26 @@ describe('communication equals the formulas (formulas.md, per layer per microbat
     expect(g.calls_per_rank).toBe(8 * cfg.layers);
     // q, out, dout, dq carry query heads; k, v, dk, dv key/value heads (GQA makes them smaller)
     expect(g.bytes_per_rank).toBe(cfg.layers * (4 * qBytes + 4 * kvBytes));
+  });
+});
+
+describe('expert parallelism', () => {
+  it('EP: 2 AllToAll forward + 2 backward per MoE layer per microbatch, of the fixed-capacity slot buffers', async () => {
+    const moe = PRESETS['tiny-moe'] as ModelConfig;
+    const r = await train({ model: 'tiny-moe', mesh: 'ep=2', steps: 1, microbatches: 2, batch: 4 });
+    const g = calls(r, 'alltoall', 'ep')!;
+    expect(g.calls_per_rank).toBe(4 * moe.layers * 2);
+    // slots per rank and microbatch: E experts x (1 sequence x capacity C) rows of h
+    const C = Math.ceil((moe.moe!.capacityFactor * moe.seq * moe.moe!.topk) / moe.moe!.experts);
+    expect(g.bytes_per_rank).toBe(4 * moe.layers * 2 * moe.moe!.experts * C * moe.hidden * 4);
+    // dense gradients over dp x ep; expert gradients are not reduced across ep
+    expect(calls(r, 'allreduce', 'dp+cp+ep')).toBeDefined();
+    expect(calls(r, 'allreduce', 'dp+cp')).toBeUndefined();
+  });
+  it('rejects EP without experts, and experts not divisible by ep', async () => {
+    await expect(train({ mesh: 'ep=2' })).rejects.toThrow(/mixture-of-experts model/);
+    await expect(train({ model: 'tiny-moe', mesh: 'ep=3' })).rejects.toThrow(/experts \(4\) must be divisible by ep \(3\)/);
+    await expect(train({ model: 'tiny-moe', mesh: 'tp=2' })).rejects.toThrow(/tp = 1 and cp = 1/);
   });
 });
 

@@ -19,6 +19,12 @@
  *  - PP with any schedule of parallelism/schedules.ts (GPipe, 1F1B, interleaved, ZB-H1, ZB-V, or a
  *    PyTorch CSV): stage s holds a contiguous block of layers (stage 0 the embedding, the last the
  *    final norm, head and loss); activations go forward and gradients back by send/recv.
+ *  - EP (GShard / Switch, Lepikhin et al. 2020): with a mixture-of-experts model, the ep ranks
+ *    split the batch like data parallelism and split the experts: each holds E/ep experts. Tokens
+ *    are routed (top-k, fixed capacity per expert and sequence, so every message has a fixed size),
+ *    dispatched to their experts' ranks with an AllToAll, and the results combined with another
+ *    (2 AllToAll forward, 2 backward per MoE layer). Dense gradients are reduced over dp x cp x ep,
+ *    expert gradients over dp x cp.
  *  - DP over the dp x cp ranks that share (tp, pp) coordinates, with ZeRO level z:
  *    0 = DDP: each unit's gradients (a unit = the embedding, one layer, or the final norm + head;
  *    the "buckets") are all-reduced asynchronously as soon as the last microbatch's backward
@@ -32,7 +38,7 @@
 import { makeSchedule, type Action, type Schedule } from '../schedules.js';
 import { blocks } from '../../collectives/types.js';
 import type { ReduceOp, Region } from '../../runtime/ir.js';
-import type { ModelConfig } from '../model/config.js';
+import { moeCapacity, type ModelConfig } from '../model/config.js';
 import { adamParams, type OptimizerConfig } from '../model/reference.js';
 import { DeviceMesh } from '../mesh.js';
 import type { Tensor } from './arena.js';
@@ -88,13 +94,20 @@ export interface Unit {
   params: LocalParam[];
   /** elements (unpadded), padded to a multiple of the dp x cp group, and the shard length */
   len: number; padded: number; shard: number;
+  /** experts of a MoE layer: reduced and sharded over dp x cp (not ep) */
+  expert: boolean;
 }
 
 export function validateLayout(L: Omit<TrainLayout, 'schedule'> & { schedule?: Schedule }): void {
   const { cfg, mesh } = L;
-  const tp = mesh.size('tp'), cp = mesh.size('cp'), pp = mesh.size('pp'), dp = mesh.size('dp') * mesh.size('dp_shard');
+  const tp = mesh.size('tp'), cp = mesh.size('cp'), pp = mesh.size('pp'), dp = mesh.size('ep') * mesh.size('dp') * mesh.size('dp_shard');
   const fail = (m: string): never => { throw new TrainConfigError(m); };
-  if (mesh.size('ep') > 1) fail('ep > 1 needs a mixture-of-experts model; the model presets here are dense');
+  const ep = mesh.size('ep');
+  if (ep > 1 && !cfg.moe) fail(`ep=${ep} needs a mixture-of-experts model (e.g. --model tiny-moe)`);
+  if (cfg.moe) {
+    if (tp > 1 || cp > 1) fail('the mixture-of-experts model runs with tp = 1 and cp = 1 (experts are split by ep)');
+    if (cfg.moe.experts % ep) fail(`experts (${cfg.moe.experts}) must be divisible by ep (${ep})`);
+  }
   if (cfg.heads % tp) fail(`heads (${cfg.heads}) must be divisible by tp (${tp})`);
   if (cfg.kvHeads % tp) fail(`kv heads (${cfg.kvHeads}) must be divisible by tp (${tp})`);
   if (cfg.ffn % tp) fail(`ffn (${cfg.ffn}) must be divisible by tp (${tp})`);
@@ -105,7 +118,7 @@ export function validateLayout(L: Omit<TrainLayout, 'schedule'> & { schedule?: S
   }
   if (!Number.isInteger(L.batch) || L.batch < 1) fail(`batch must be an integer >= 1 (got ${L.batch})`);
   if (!Number.isInteger(L.microbatches) || L.microbatches < 1) fail(`microbatches must be an integer >= 1 (got ${L.microbatches})`);
-  if (L.batch % (dp * L.microbatches)) fail(`global batch ${L.batch} must be divisible by dp (${dp}) x microbatches (${L.microbatches})`);
+  if (L.batch % (dp * L.microbatches)) fail(`global batch ${L.batch} must be divisible by dp${mesh.size('ep') > 1 ? ' x ep' : ''} (${dp}) x microbatches (${L.microbatches})`);
   const rows = (L.batch / (dp * L.microbatches)) * (cfg.seq / cp);
   if (L.sequenceParallel && rows % tp) fail(`sequence parallel needs the tokens per microbatch and rank (${rows}) divisible by tp (${tp})`);
   if (!Number.isInteger(L.steps) || L.steps < 1) fail(`steps must be an integer >= 1 (got ${L.steps})`);
@@ -129,7 +142,8 @@ export function stageLayers(layers: number, stages: number): number[][] {
 }
 
 /** The units (and their local parameter slices) a rank holds, for its TP coordinate. */
-export function rankUnits(cfg: ModelConfig, sched: Schedule, ppRank: number, tpRank: number, tp: number, sp: boolean, zgroup: number): Unit[] {
+export function rankUnits(cfg: ModelConfig, sched: Schedule, ppRank: number, tpRank: number, tp: number, sp: boolean, zgroup: number,
+  ep = 1, epRank = 0, zExpert = zgroup): Unit[] {
   const h = cfg.hidden, hd = cfg.hidden / cfg.heads, f = cfg.ffn, V = cfg.vocab;
   const nq = cfg.heads, nkv = cfg.kvHeads;
   const S = sched.stages;
@@ -145,21 +159,33 @@ export function rankUnits(cfg: ModelConfig, sched: Schedule, ppRank: number, tpR
   };
   const rep = (name: string, rows: number, cols: number, partial: boolean): Omit<LocalParam, 'off'> =>
     ({ name, full: [rows, cols], r0: 0, nr: rows, c0: 0, nc: cols, tpPartial: partial && tp > 1 });
-  const mk = (name: string, stage: number, ps: Omit<LocalParam, 'off'>[]): Unit => {
+  const mk = (name: string, stage: number, ps: Omit<LocalParam, 'off'>[], expert = false): Unit => {
     let off = 0;
     const params = ps.map((p) => { const lp = { ...p, off }; off += p.nr * p.nc; return lp; });
-    const padded = Math.ceil(off / zgroup) * zgroup;
-    return { name, stage, params, len: off, padded, shard: padded / zgroup };
+    const z = expert ? zExpert : zgroup;
+    const padded = Math.ceil(off / z) * z;
+    return { name, stage, params, len: off, padded, shard: padded / z, expert };
+  };
+  /** this ep rank's experts: a contiguous block of rows of an [E * rows, cols] expert tensor */
+  const experts = (name: string, rows: number, cols: number): Omit<LocalParam, 'off'> => {
+    const El = cfg.moe!.experts / ep;
+    return { name, full: [cfg.moe!.experts * rows, cols], r0: epRank * El * rows, nr: El * rows, c0: 0, nc: cols, tpPartial: false };
   };
   for (let s = 0; s < S; s++) {
     if (sched.stageToRank[s] !== ppRank) continue;
     if (s === 0) units.push(mk('embedding', s, [rep('tok_emb', V, h, sp)]));
     for (const l of per[s]!) {
       const p = `layers.${l}.`;
-      units.push(mk(`layer ${l}`, s, [
+      const attn = [
         rep(p + 'attn_norm', 1, h, sp), col(p + 'wq', nq * hd, h), col(p + 'wk', nkv * hd, h), col(p + 'wv', nkv * hd, h), row(p + 'wo', h, nq * hd),
-        rep(p + 'mlp_norm', 1, h, sp), col(p + 'w_gate', f, h), col(p + 'w_up', f, h), row(p + 'w_down', h, f),
-      ]));
+        rep(p + 'mlp_norm', 1, h, sp),
+      ];
+      if (cfg.moe) {
+        units.push(mk(`layer ${l}`, s, [...attn, rep(p + 'router', cfg.moe.experts, h, false)]));
+        units.push(mk(`layer ${l} experts`, s, [experts(p + 'w_gate', f, h), experts(p + 'w_up', f, h), experts(p + 'w_down', h, f)], true));
+      } else {
+        units.push(mk(`layer ${l}`, s, [...attn, col(p + 'w_gate', f, h), col(p + 'w_up', f, h), row(p + 'w_down', h, f)]));
+      }
     }
     if (s === S - 1) units.push(mk('head', s, [rep('final_norm', 1, h, sp), col('lm_head', V, h)]));
   }
@@ -208,6 +234,8 @@ export interface CompiledRank {
 interface LayerSaved {
   x: Tensor; rstd1: Tensor; xg: Tensor; q: Tensor; kv: Tensor; att: Tensor; lse: Tensor;
   x2: Tensor; rstd2: Tensor; xg2: Tensor; g: Tensor; u: Tensor; a: Tensor;
+  /** MoE: routing, the expert-side inputs [ep][E/ep, G C, h] and the combined-side outputs [E, G C, h] */
+  moe?: { probs: Tensor; idx: Tensor; gates: Tensor; slot: Tensor; xe: Tensor; yb: Tensor };
   /** Ulysses: head-sharded q, kv (full sequence) */
   uq?: Tensor; ukv?: Tensor; uatt?: Tensor;
 }
@@ -217,15 +245,20 @@ interface PendingW { run: () => void }
 export function compileRank(L: TrainLayout, rank: number, incoming?: Map<number, { tag: string; len: number }[]>): CompiledRank {
   const { cfg, mesh, schedule: sched } = L;
   const tp = mesh.size('tp'), cp = mesh.size('cp');
-  const dpSize = mesh.size('dp') * mesh.size('dp_shard');
+  const ep = mesh.size('ep');
+  const dpSize = ep * mesh.size('dp') * mesh.size('dp_shard');
   const c = mesh.coords(rank);
   const tpRank = c.tp, cpRank = c.cp, ppRank = c.pp;
-  const dpRank = c.dp_shard + mesh.size('dp_shard') * c.dp;
+  const dpRank = c.ep + ep * (c.dp_shard + mesh.size('dp_shard') * c.dp);
   const gTP = mesh.group(rank, ['tp']);
   const gCP = mesh.group(rank, ['cp']);
-  const gDP = mesh.group(rank, ['cp', 'dp_shard', 'dp']);
-  const Z = gDP.length;
-  const zIx = gDP.indexOf(rank);
+  // gradient reduction / ZeRO groups: dense units over dp x cp (x ep), expert units over dp x cp
+  const gDense = mesh.group(rank, ['cp', 'ep', 'dp_shard', 'dp']);
+  const gExpert = mesh.group(rank, ['cp', 'dp_shard', 'dp']);
+  const gEP = mesh.group(rank, ['ep']);
+  const grp = (u: Unit) => (u.expert ? gExpert : gDense);
+  const zOf = (u: Unit) => grp(u).indexOf(rank);
+  const gdims = (u: Unit) => (u.expert ? 'dp+cp' : ep > 1 ? 'dp+cp+ep' : 'dp+cp');
   const ppPeer = (stage: number) => mesh.rankWith(rank, { pp: sched.stageToRank[stage]! });
   const S = sched.stages;
   const M = L.microbatches;
@@ -242,7 +275,7 @@ export function compileRank(L: TrainLayout, rank: number, incoming?: Map<number,
   const opt = L.optimizer;
   const zero = L.zero;
 
-  const units = rankUnits(cfg, sched, ppRank, tpRank, tp, sp, Z);
+  const units = rankUnits(cfg, sched, ppRank, tpRank, tp, sp, gDense.length, ep, c.ep, gExpert.length);
   const st = new Map<string, UnitState>();
   const plan: RankPlan = {
     rank, units: [], tokens: [], targets: [], reportsLoss: false, seqs: bm,
@@ -255,6 +288,7 @@ export function compileRank(L: TrainLayout, rank: number, incoming?: Map<number,
     if (zero === 3) s.pshard = b.alloc(`${u.name} param shard`, u.shard, 'param');
     else s.params = b.alloc(`${u.name} params`, u.padded, 'param');
     const olen = zero >= 1 ? u.shard : u.padded;
+    void olen;
     if (opt.kind === 'adam') {
       s.m = b.alloc(`${u.name} adam m`, olen, 'optim');
       s.v = b.alloc(`${u.name} adam v`, olen, 'optim');
@@ -297,8 +331,8 @@ export function compileRank(L: TrainLayout, rank: number, incoming?: Map<number,
     if (zero !== 3) return;
     if (s.gathered++ > 0) return;
     s.params = b.alloc(`${s.u.name} params (gathered)`, s.u.padded, 'param');
-    b.copy(s.pshard!, view(s.params, zIx * s.u.shard, s.u.shard));
-    b.collective('allgather', gDP, s.u.shard, { output: s.params }, { dims: 'dp+cp' });
+    b.copy(s.pshard!, view(s.params, zOf(s.u) * s.u.shard, s.u.shard));
+    b.collective('allgather', grp(s.u), s.u.shard, { output: s.params }, { dims: gdims(s.u) });
   };
   const release = (s: UnitState): void => {
     if (zero !== 3) return;
@@ -516,14 +550,18 @@ export function compileRank(L: TrainLayout, rank: number, incoming?: Map<number,
     b.kernel('rmsnorm_fwd', [x2, P(s, p + 'mlp_norm'), xn2, rstd2], [R, h, cfg.normEps]);
     let xg2 = xn2;
     if (sp) { xg2 = spGather(xn2, 'xg2'); b.free(xn2); }
-    const g = b.alloc('gate', N * f, 'activation');
-    const u = b.alloc('up', N * f, 'activation');
-    const a = b.alloc('act', N * f, 'activation');
-    linear(xg2, P(s, p + 'w_gate'), g, N, f, h);
-    linear(xg2, P(s, p + 'w_up'), u, N, f, h);
-    b.kernel('swiglu_fwd', [g, u, a], [N * f]);
-    const yd = b.alloc('mlp out', N * h, 'activation');
-    linear(a, P(s, p + 'w_down'), yd, N, h, f);
+    let g: Tensor, u: Tensor, a: Tensor, yd: Tensor;
+    if (cfg.moe) ({ g, u, a, yd } = moeFwd(s, l, xg2, saved));
+    else {
+      g = b.alloc('gate', N * f, 'activation');
+      u = b.alloc('up', N * f, 'activation');
+      a = b.alloc('act', N * f, 'activation');
+      linear(xg2, P(s, p + 'w_gate'), g, N, f, h);
+      linear(xg2, P(s, p + 'w_up'), u, N, f, h);
+      b.kernel('swiglu_fwd', [g, u, a], [N * f]);
+      yd = b.alloc('mlp out', N * h, 'activation');
+      linear(a, P(s, p + 'w_down'), yd, N, h, f);
+    }
     let y: Tensor;
     if (sp) { y = spScatter(yd, 'x3'); b.free(yd); } else { tpAllReduce(yd, N * h); y = yd; }
     b.kernel('add', [x2, y], [R * h]);
@@ -531,13 +569,8 @@ export function compileRank(L: TrainLayout, rank: number, incoming?: Map<number,
     return { y, saved: saved as LayerSaved };
   };
 
-  /** backward of one layer: returns dx; weight-gradient matmuls go to `ws` (run now, or later for ZB's W) */
-  const layerBwd = (s: UnitState, l: number, sv: LayerSaved, dy: Tensor, ws: PendingW[]): Tensor => {
-    const p = `layers.${l}.`;
-    tagNow = b.where + ` layer ${l}`;
-    // MLP
-    let dyg = dy;
-    if (sp) dyg = spGather(dy, 'd mlp out');
+  /** dense SwiGLU MLP backward: d(output) [N,h] -> d(input) [N,h] (partial over TP) */
+  const denseMlpBwd = (s: UnitState, p: string, sv: LayerSaved, dyg: Tensor, ws: PendingW[]): Tensor => {
     const da = b.alloc('d act', N * f, 'activation');
     mm(dyg, P(s, p + 'w_down'), da, N, f, h, 0, 0, 0);
     { const dygW = dyg, aW = sv.a; ws.push({ run: () => { mm(dygW, aW, G(s, p + 'w_down'), h, f, N, 1, 0, 1); if (sp) b.free(dygW); b.free(aW); } }); }
@@ -549,6 +582,120 @@ export function compileRank(L: TrainLayout, rank: number, incoming?: Map<number,
     mm(dg, P(s, p + 'w_gate'), dxg2, N, h, f, 0, 0, 0);
     mm(du, P(s, p + 'w_up'), dxg2, N, h, f, 0, 0, 1);
     { const xg2 = sv.xg2; ws.push({ run: () => { mm(dg, xg2, G(s, p + 'w_gate'), f, h, N, 1, 0, 1); mm(du, xg2, G(s, p + 'w_up'), f, h, N, 1, 0, 1); b.free(dg, du, xg2); } }); }
+    return dxg2;
+  };
+
+  // ---- mixture of experts (tp = cp = 1): routing groups are the bm sequences of the microbatch
+  const moeDims = () => {
+    const { experts: E, topk } = cfg.moe!;
+    const C = moeCapacity(cfg);
+    const rowsE = bm * C; // slot rows per expert on this rank
+    return { E, topk, C, rowsE, S: E * rowsE, El: E / ep };
+  };
+  /** expert-side blocks: from source rank i, local expert e: rows [(i El + e) rowsE, +rowsE) */
+  const forBlocks = (fn: (row0: number, e: number) => void) => {
+    const { El, rowsE } = moeDims();
+    for (let i = 0; i < ep; i++) for (let e = 0; e < El; e++) fn((i * El + e) * rowsE, e);
+  };
+  const a2a = (x: Tensor, name: string): Tensor => {
+    if (ep === 1) return x;
+    const { S } = moeDims();
+    const out = b.alloc(name, S * h, 'activation');
+    b.collective('alltoall', gEP, (S / ep) * h, { input: x, output: out }, { dims: 'ep' });
+    b.free(x);
+    return out;
+  };
+  const moeFwd = (s: UnitState, l: number, xg2: Tensor, saved: Partial<LayerSaved>) => {
+    const p = `layers.${l}.`;
+    const { E, topk, C, S } = moeDims();
+    const eu = unitOf(`layer ${l} experts`);
+    gather(eu);
+    const logits = b.alloc('router logits', N * E, 'activation');
+    linear(xg2, P(s, p + 'router'), logits, N, E, h);
+    const probs = b.alloc('router probs', N * E, 'activation');
+    const idx = b.alloc('router idx', N * topk, 'activation');
+    const gates = b.alloc('router gates', N * topk, 'activation');
+    const slot = b.alloc('router slots', N * topk, 'activation');
+    b.kernel('router_fwd', [logits, probs, idx, gates, slot], [N, E, topk, C, bm]);
+    b.free(logits);
+    const buf = b.alloc('dispatch', S * h, 'activation');
+    b.kernel('moe_dispatch', [xg2, slot, buf], [N, h, topk, S]);
+    const xe = a2a(buf, 'expert in');
+    const g = b.alloc('gate', S * f, 'activation');
+    const u = b.alloc('up', S * f, 'activation');
+    const a = b.alloc('act', S * f, 'activation');
+    const ye = b.alloc('expert out', S * h, 'activation');
+    const { rowsE } = moeDims();
+    forBlocks((r0, e) => {
+      const W = (n: string, rows: number, cols: number) => view(P(eu, p + n), e * rows * cols, rows * cols);
+      linear(view(xe, r0 * h, rowsE * h), W('w_gate', f, h), view(g, r0 * f, rowsE * f), rowsE, f, h);
+      linear(view(xe, r0 * h, rowsE * h), W('w_up', f, h), view(u, r0 * f, rowsE * f), rowsE, f, h);
+    });
+    b.kernel('swiglu_fwd', [g, u, a], [S * f]);
+    forBlocks((r0, e) => linear(view(a, r0 * f, rowsE * f), view(P(eu, p + 'w_down'), e * h * f, h * f), view(ye, r0 * h, rowsE * h), rowsE, h, f));
+    release(eu);
+    const yb = a2a(ye, 'expert out (combine side)');
+    const yd = b.alloc('mlp out', N * h, 'activation');
+    b.kernel('moe_combine', [yb, slot, gates, yd], [N, h, topk, S]);
+    saved.moe = { probs, idx, gates, slot, xe, yb };
+    return { g, u, a, yd };
+  };
+  const moeBwd = (s: UnitState, l: number, sv: LayerSaved, dyg: Tensor, ws: PendingW[]): Tensor => {
+    const p = `layers.${l}.`;
+    const { E, topk, S, rowsE } = moeDims();
+    const mo = sv.moe!;
+    const eu = unitOf(`layer ${l} experts`);
+    gather(eu);
+    const dybuf = b.alloc('d expert out (combine side)', S * h, 'activation');
+    const dgates = b.alloc('d gates', N * topk, 'activation');
+    b.kernel('moe_combine_bwd', [mo.yb, mo.slot, mo.gates, dyg, dybuf, dgates], [N, h, topk, S]);
+    b.free(mo.yb);
+    const dye = a2a(dybuf, 'd expert out');
+    const da = b.alloc('d act', S * f, 'activation');
+    forBlocks((r0, e) => mm(view(dye, r0 * h, rowsE * h), view(P(eu, p + 'w_down'), e * h * f, h * f), view(da, r0 * f, rowsE * f), rowsE, f, h, 0, 0, 0));
+    const dg = b.alloc('d gate', S * f, 'activation');
+    const du = b.alloc('d up', S * f, 'activation');
+    b.kernel('swiglu_bwd', [sv.g, sv.u, da, dg, du], [S * f]);
+    b.free(da, sv.g, sv.u);
+    const dxe = b.alloc('d expert in', S * h, 'activation');
+    forBlocks((r0, e) => {
+      const W = (n: string) => view(P(eu, p + n), e * f * h, f * h);
+      mm(view(dg, r0 * f, rowsE * f), W('w_gate'), view(dxe, r0 * h, rowsE * h), rowsE, h, f, 0, 0, 0);
+      mm(view(du, r0 * f, rowsE * f), W('w_up'), view(dxe, r0 * h, rowsE * h), rowsE, h, f, 0, 0, 1);
+    });
+    release(eu);
+    {
+      const a = sv.a, xe = mo.xe;
+      ws.push({ run: () => {
+        forBlocks((r0, e) => {
+          const GW = (n: string, rows: number, cols: number) => view(G(eu, p + n), e * rows * cols, rows * cols);
+          mm(view(dye, r0 * h, rowsE * h), view(a, r0 * f, rowsE * f), GW('w_down', h, f), h, f, rowsE, 1, 0, 1);
+          mm(view(dg, r0 * f, rowsE * f), view(xe, r0 * h, rowsE * h), GW('w_gate', f, h), f, h, rowsE, 1, 0, 1);
+          mm(view(du, r0 * f, rowsE * f), view(xe, r0 * h, rowsE * h), GW('w_up', f, h), f, h, rowsE, 1, 0, 1);
+        });
+        b.free(dye, a, dg, du, xe);
+      } });
+    }
+    const dbuf = a2a(dxe, 'd dispatch');
+    const dxg2 = b.alloc('d xg2', N * h, 'activation');
+    b.kernel('moe_dispatch_bwd', [dbuf, mo.slot, dxg2], [N, h, topk, S]);
+    b.free(dbuf);
+    const dlogits = b.alloc('d router logits', N * E, 'activation');
+    b.kernel('router_bwd', [mo.probs, mo.idx, dgates, dlogits], [N, E, topk]);
+    b.free(mo.probs, mo.idx, dgates, mo.gates, mo.slot);
+    mm(dlogits, P(s, p + 'router'), dxg2, N, h, E, 0, 0, 1);
+    { const xg2 = sv.xg2; ws.push({ run: () => { mm(dlogits, xg2, G(s, p + 'router'), E, h, N, 1, 0, 1); b.free(dlogits, xg2); } }); }
+    return dxg2;
+  };
+
+  /** backward of one layer: returns dx; weight-gradient matmuls go to `ws` (run now, or later for ZB's W) */
+  const layerBwd = (s: UnitState, l: number, sv: LayerSaved, dy: Tensor, ws: PendingW[]): Tensor => {
+    const p = `layers.${l}.`;
+    tagNow = b.where + ` layer ${l}`;
+    // MLP
+    let dyg = dy;
+    if (sp) dyg = spGather(dy, 'd mlp out');
+    const dxg2 = cfg.moe ? moeBwd(s, l, sv, dyg, ws) : denseMlpBwd(s, p, sv, dyg, ws);
     let dxn2: Tensor;
     if (sp) { dxn2 = spScatter(dxg2, 'd xn2'); b.free(dxg2); } else { tpAllReduce(dxg2, N * h); dxn2 = dxg2; }
     const dx2 = b.alloc('d x2', R * h, 'activation');
@@ -685,11 +832,12 @@ export function compileRank(L: TrainLayout, rank: number, incoming?: Map<number,
     // gradients of this unit are final for the step: reduce them (async; overlapped)
     const tpParts = us.u.params.filter((x) => x.tpPartial);
     for (const lp of tpParts) tpAllReduce(view(us.grads!, lp.off, lp.nr * lp.nc), lp.nr * lp.nc);
-    if (Z === 1) return;
-    if (zero === 0) b.collective('allreduce', gDP, us.u.padded, { output: us.grads! }, { dims: 'dp+cp', async: true });
-    else if (zero === 1) b.collective('reducescatter', gDP, us.u.shard, { output: us.grads! }, { dims: 'dp+cp', async: true });
+    const g = grp(us.u), dims = gdims(us.u), zIx = zOf(us.u);
+    if (g.length === 1) return;
+    if (zero === 0) b.collective('allreduce', g, us.u.padded, { output: us.grads! }, { dims, async: true });
+    else if (zero === 1) b.collective('reducescatter', g, us.u.shard, { output: us.grads! }, { dims, async: true });
     else {
-      b.collective('reducescatter', gDP, us.u.shard, { output: us.grads! }, { dims: 'dp+cp', async: true });
+      b.collective('reducescatter', g, us.u.shard, { output: us.grads! }, { dims, async: true });
       // keep only the shard: copied on the communication stream once the reduce-scatter is done
       us.gshard = b.alloc(`${us.u.name} grad shard`, us.u.shard, 'grad');
       b.ops.push({ k: 'copy', src: view(us.grads!, zIx * us.u.shard, us.u.shard), dst: us.gshard.region, s: L.overlap ? 1 : 0 });
@@ -740,6 +888,7 @@ export function compileRank(L: TrainLayout, rank: number, incoming?: Map<number,
       dy = layerBwd(us, layers[i]!, ss.layers[i]!, dy, ws);
       release(us);
       flush(us);
+      if (cfg.moe) flush(unitOf(`layer ${layers[i]} experts`));
     }
     if (s === 0) {
       const e = unitOf('embedding');
@@ -778,13 +927,14 @@ export function compileRank(L: TrainLayout, rank: number, incoming?: Map<number,
     b.sync();
     for (const us of st.values()) {
       const u = us.u;
+      const Z = grp(u).length, zIx = zOf(u);
       const grad: Region = zero >= 2 && Z > 1 ? us.gshard!.region : zero >= 1 && Z > 1 ? view(us.grads!, zIx * u.shard, u.shard) : us.grads!.region;
       const param: Region = zero === 3 ? us.pshard!.region : zero >= 1 && Z > 1 ? view(us.params!, zIx * u.shard, u.shard) : us.params!.region;
       // ZeRO 0 with Z = 1, or any level on a single replica: the whole buffer
       const n = param.len;
       if (opt.kind === 'sgd') b.kernel('sgd', [param, grad], [n, opt.lr]);
       else b.kernel('adam', [param, grad, us.m!, us.v!], adamParams(opt, n, step + 1));
-      if (zero >= 1 && zero < 3 && Z > 1) b.collective('allgather', gDP, u.shard, { output: us.params! }, { dims: 'dp+cp', async: true });
+      if (zero >= 1 && zero < 3 && Z > 1) b.collective('allgather', grp(u), u.shard, { output: us.params! }, { dims: gdims(u), async: true });
       b.free(us.grads, us.gshard);
       us.grads = undefined;
       us.gshard = undefined;

@@ -17,7 +17,7 @@ import { simulate } from '../../runtime/simulate.js';
 import { makeTopology, type Topology } from '../../runtime/topology.js';
 import { loadModelConfig, validateConfig, type ModelConfig } from '../model/config.js';
 import { initParams, makeBatch, trainSerial, type OptimizerConfig, type Params } from '../model/reference.js';
-import { DeviceMesh } from '../mesh.js';
+import { DeviceMesh, type MeshDim } from '../mesh.js';
 import type { MemCategory } from './arena.js';
 import type { CommStat } from './program.js';
 import { compileRank, TrainConfigError, validateLayout, type CompiledRank, type CpMode, type TrainLayout } from './step.js';
@@ -92,7 +92,7 @@ export function compileTraining(o: TrainOptions): Compiled {
   const cfg = typeof o.model === 'string' ? loadModelConfig(o.model) : validateConfig(o.model);
   const mesh = DeviceMesh.parse(o.mesh);
   const pp = mesh.size('pp');
-  const dp = mesh.size('dp') * mesh.size('dp_shard');
+  const dp = mesh.size('ep') * mesh.size('dp') * mesh.size('dp_shard');
   const M = o.microbatches ?? (pp > 1 ? 2 * pp : 1);
   let schedule: Schedule;
   if (o.scheduleCsv !== undefined) {
@@ -127,14 +127,16 @@ export function compileTraining(o: TrainOptions): Compiled {
 }
 
 /** Write parameters, optimizer state (zeros) and data into a rank's arena. */
+/** the ZeRO / gradient group of a unit: dense over dp x cp x ep, experts over dp x cp */
+const unitGroupDims = (expert: boolean): MeshDim[] => (expert ? ['cp', 'dp_shard', 'dp'] : ['cp', 'ep', 'dp_shard', 'dp']);
+
 export function fillRank(c: Compiled, rank: number, mem: Float32Array, full: Params, batches: { tokens: Float32Array; targets: Float32Array }[]): void {
   mem.fill(0);
   const { plan } = c.ranks[rank]!;
   const { cfg, mesh } = c.layout;
   const w = (r: Region, off: number, src: ArrayLike<number>) => mem.set(src, r.off + off);
-  const Z = mesh.group(rank, ['cp', 'dp_shard', 'dp']);
-  const zIx = Z.indexOf(rank);
   for (const { unit, params, pshard } of plan.units) {
+    const zIx = mesh.group(rank, unitGroupDims(unit.expert)).indexOf(rank);
     const flat = new Float32Array(unit.padded);
     for (const lp of unit.params) {
       const src = full.get(lp.name)!;
@@ -167,15 +169,15 @@ export function fillRank(c: Compiled, rank: number, mem: Float32Array, full: Par
 function readParams(c: Compiled, mems: Float32Array[]): Map<string, Float32Array[]> {
   const { cfg, mesh } = c.layout;
   const out = new Map<string, Float32Array[]>();
-  // one assembled copy per (dp x cp) replica index
-  const Zsize = mesh.size('cp') * mesh.size('dp_shard') * mesh.size('dp');
+  // one assembled copy per replica index (dense: dp x cp x ep; experts: dp x cp, each assembled from the ep ranks)
+  const Zsize = mesh.size('cp') * mesh.size('ep') * mesh.size('dp_shard') * mesh.size('dp');
   const replicas: Params[] = Array.from({ length: c.layout.zero === 3 ? 1 : Zsize }, () => new Map());
   const shapes = new Map<string, [number, number]>();
   for (let r = 0; r < mesh.world; r++) {
     const { plan } = c.ranks[r]!;
-    const Z = mesh.group(r, ['cp', 'dp_shard', 'dp']);
-    const zIx = Z.indexOf(r);
     for (const { unit, params, pshard } of plan.units) {
+      const Z = mesh.group(r, unitGroupDims(unit.expert));
+      const zIx = Z.indexOf(r);
       let flat: Float32Array;
       let rep: Params;
       if (c.layout.zero === 3) {
@@ -202,7 +204,7 @@ function readParams(c: Compiled, mems: Float32Array[]): Map<string, Float32Array
     }
   }
   void cfg;
-  for (const name of shapes.keys()) out.set(name, replicas.map((rep) => rep.get(name)!));
+  for (const name of shapes.keys()) out.set(name, replicas.map((rep) => rep.get(name)).filter((t): t is Float32Array => t !== undefined));
   return out;
 }
 

@@ -91,8 +91,8 @@ export function registerTrain(program: Command): void {
     .option('--batch <B>', 'global batch in sequences (default 2 x dp x microbatches)', int('--batch'))
     .option('--steps <K>', 'training steps', int('--steps'), 3)
     .option('--seed <S>', 'seed of the parameters and data', int('--seed'), 1)
-    .option('--optimizer <sgd|adam>', 'optimizer', 'sgd')
-    .option('--lr <LR>', 'learning rate (default sgd 0.1, adam 0.01)', float('--lr'))
+    .option('--optimizer <sgd|adam>', 'optimizer: sgd, or adam (AdamW: beta 0.9, 0.999, eps 1e-8)', 'sgd')
+    .option('--lr <LR>', 'learning rate (default sgd 1.0, adam 0.01)', float('--lr'))
     .option('--executor <emulate|simulate>', 'worker threads (emulate) or the one-thread simulator with data', 'emulate')
     .option('--topology <NAME|FILE>', 'topology for virtual time', 'hgx-h100')
     .option('--mem-capacity <bytes>', 'device memory per rank, e.g. 2M (default: the GPU HBM)', (v: string) => {
@@ -103,7 +103,7 @@ export function registerTrain(program: Command): void {
     .action(async (f: Record<string, unknown>) => {
       const kind = f.optimizer as string;
       if (kind !== 'sgd' && kind !== 'adam') throw new UsageError(`--optimizer must be sgd or adam (got ${kind})`);
-      const lr = (f.lr as number | undefined) ?? (kind === 'sgd' ? 0.1 : 0.01);
+      const lr = (f.lr as number | undefined) ?? (kind === 'sgd' ? 1.0 : 0.01);
       if (!(lr > 0)) throw new UsageError(`--lr must be > 0 (got ${lr})`);
       const optimizer: OptimizerConfig = kind === 'sgd' ? { kind, lr } : { kind, lr };
       const ex = f.executor as string;

@@ -7,6 +7,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { MEM_CATEGORIES } from '../parallelism/train/arena.js';
 import { runTraining, type TrainResult } from '../parallelism/train/train.js';
 import type { OptimizerConfig } from '../parallelism/model/reference.js';
+import { writeTrace } from '../runtime/trace.js';
 import { parseBytes, UsageError } from './bench.js';
 
 /** Parity tolerance of the issue (Float32): relative, per tensor. */
@@ -99,6 +100,7 @@ export function registerTrain(program: Command): void {
       try { return parseBytes(v, '--mem-capacity'); } catch (e) { throw new InvalidArgumentError((e as Error).message); }
     })
     .option('--no-overlap', 'run communication on the compute stream (no overlap)')
+    .option('--trace <FILE>', 'write every executed op as Chrome trace JSON (or .msgpack): open in Perfetto')
     .option('--json <FILE|->', 'write the result as JSON to FILE, or to stdout with -')
     .action(async (f: Record<string, unknown>) => {
       const kind = f.optimizer as string;
@@ -117,7 +119,9 @@ export function registerTrain(program: Command): void {
         cpMode: f.cpMode as 'ring' | 'ulysses', schedule: f.schedule as string, scheduleCsv: csv, virtual: f.virtual as number | undefined,
         microbatches: f.microbatches as number | undefined, batch: f.batch as number | undefined, steps: f.steps as number, seed: f.seed as number,
         optimizer, overlap: f.overlap as boolean, memCapacity: f.memCapacity as number | undefined, executor: ex, topology: f.topology as string,
+        trace: !!f.trace,
       });
+      if (f.trace && r.events) writeTrace(f.trace as string, r.events, r.links);
       const json = f.json as string | undefined;
       if (json !== '-') for (const l of formatTrain(r, optimizer)) console.log(l);
       if (json) {

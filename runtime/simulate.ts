@@ -346,7 +346,7 @@ export function simulate(opts: SimulateOptions): SimulateResult {
           if (src.off < F[bb]!) F[bb] = src.off;
           if (src.off + src.len > F[bb + 1]!) F[bb + 1] = src.off + src.len;
         }
-        if (tracer) tracer.add(r, 0, peer, bytes, P[qb + P_CLASS]!, st[0], arrival, 0, 0, seq, 0);
+        if (tracer) tracer.add(r, 0, peer, bytes, P[qb + P_CLASS]!, st[0], arrival, 0, 0, seq, 0, o.s ?? 0);
         const pb = peer * RS;
         if (S[pb + R_WAIT_RECV] === r && !(S[pb + R_FLAGS]! & (F_QUEUED | F_DONE))) {
           // wake the receiver (bucket-queue insert, inlined here, below and at step-aside: a ReadyQueue
@@ -400,7 +400,7 @@ export function simulate(opts: SimulateOptions): SimulateResult {
         const seq = P[qb + P_CONSUMED]!;
         P[qb + P_CONSUMED] = seq + 1;
         messages++;
-        if (tracer) tracer.add(r, 1, peer, bytes, P[qb + P_CLASS]!, rt[0], rt[1], 0, 0, seq, 0);
+        if (tracer) tracer.add(r, 1, peer, bytes, P[qb + P_CLASS]!, rt[0], rt[1], 0, 0, seq, 0, o.s ?? 0);
         // consumed: the sender's send is no longer in flight
         const pb = peer * RS;
         S[pb + R_INFLIGHT]--;
@@ -426,7 +426,7 @@ export function simulate(opts: SimulateOptions): SimulateResult {
         }
         if (tracer && o.k !== 'wait') {
           const bytes = o.k === 'compute' ? o.bytes : o.k === 'copy' ? o.src.len * ELEM_BYTES : o.dst.len * ELEM_BYTES;
-          tracer.add(r, KIND_CODES.indexOf(o.k), -1, bytes, -1, lt[0], lt[1], 0, 0, -1, 0);
+          tracer.add(r, KIND_CODES.indexOf(o.k), -1, bytes, -1, lt[0], lt[1], 0, 0, i, 0, o.s ?? 0);
         }
       }
       if (swap) leaveStream(vc, o);

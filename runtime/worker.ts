@@ -272,7 +272,7 @@ class RankRuntime {
           this.notifyIfWaiting(peer);
           if (o.src.len > 0) this.outstanding.push({ peer, seq, buf: o.src.buf, off: o.src.off, end: o.src.off + o.src.len });
           else this.outstanding.push({ peer, seq, buf: o.src.buf, off: 0, end: 0 });
-          if (tr) tr.add(me, 0, peer, bytes, topo.classOf(me, peer), vs, arrival, h0, this.hnow(), seq, this.iter);
+          if (tr) tr.add(me, 0, peer, bytes, topo.classOf(me, peer), vs, arrival, h0, this.hnow(), seq, this.iter, o.s ?? 0);
           break;
         }
         case 'recv': {
@@ -296,25 +296,25 @@ class RankRuntime {
           this.recvSeq[peer] = seq + 1;
           Atomics.store(ctl, L.consumed(peer, me), seq + 1);
           this.notifyIfWaiting(peer);
-          if (tr) tr.add(me, 1, peer, bytes, topo.classOf(peer, me), vs, ve, h0, this.hnow(), seq, this.iter);
+          if (tr) tr.add(me, 1, peer, bytes, topo.classOf(peer, me), vs, ve, h0, this.hnow(), seq, this.iter, o.s ?? 0);
           break;
         }
         case 'copy': {
           this.hazard(o.dst);
           if (o.src.len > 0 && !this.job.timingOnly) this.view(me, this.byteOff(o.dst), o.dst.len).set(this.view(me, this.byteOff(o.src), o.src.len));
-          this.local(o, tr, h0);
+          this.local(o, tr, h0, i);
           break;
         }
         case 'reduce': {
           this.hazard(o.dst);
           if (o.dst.len > 0 && !this.job.timingOnly) this.kern!.reduce(this.byteOff(o.dst), this.byteOff(o.a), this.byteOff(o.b), o.dst.len, o.op);
-          this.local(o, tr, h0);
+          this.local(o, tr, h0, i);
           break;
         }
         case 'scale': {
           this.hazard(o.dst);
           if (o.dst.len > 0 && !this.job.timingOnly) this.kern!.scale(this.byteOff(o.dst), o.dst.len, o.factor);
-          this.local(o, tr, h0);
+          this.local(o, tr, h0, i);
           break;
         }
         case 'compute':
@@ -323,7 +323,7 @@ class RankRuntime {
             if (o.writes) for (const w of o.writes) this.hazard(args[w]!);
             if (!this.job.timingOnly) runComputeKernel(o, (r) => this.view(me, this.byteOff(r), r.len));
           }
-          this.local(o, tr, h0);
+          this.local(o, tr, h0, i);
           break;
         case 'wait':
           localTimes(c, o, topo, this.peak);
@@ -338,12 +338,12 @@ class RankRuntime {
     this.prune();
   }
 
-  private local(o: Op, tr: TraceRecorder | undefined, h0: number): void {
+  private local(o: Op, tr: TraceRecorder | undefined, h0: number, i: number): void {
     const [vs, ve] = localTimes(this.clock!, o, this.topo!, this.peak);
     if (this.job.pace > 0) this.sleepUntil(this.t0 + ve * 1000 * this.job.pace);
     if (tr) {
       const bytes = o.k === 'compute' ? o.bytes : o.k === 'copy' ? o.src.len * ELEM_BYTES : o.k === 'reduce' || o.k === 'scale' ? o.dst.len * ELEM_BYTES : 0;
-      tr.add(this.rank, KIND_CODES.indexOf(o.k), -1, bytes, -1, vs, ve, h0, this.hnow(), -1, this.iter);
+      tr.add(this.rank, KIND_CODES.indexOf(o.k), -1, bytes, -1, vs, ve, h0, this.hnow(), i, this.iter, o.s ?? 0);
     }
   }
 

@@ -12,6 +12,11 @@ import { PRESETS, type ModelConfig } from '../parallelism/model/config.js';
 import { TrainOutOfMemory } from '../parallelism/train/arena.js';
 import { TrainConfigError } from '../parallelism/train/step.js';
 import { compileTraining, runTraining, type TrainOptions, type TrainResult } from '../parallelism/train/train.js';
+import { RankBuilder } from '../parallelism/train/program.js';
+import { expectedOutputs } from '../collectives/reference.js';
+import { ioSizes, type Collective } from '../collectives/types.js';
+import { simulate } from '../runtime/simulate.js';
+import { makeTopology } from '../runtime/topology.js';
 
 const BIN = join(import.meta.dirname, '..', 'bin', 'collemu');
 const TORCHTITAN = join(import.meta.dirname, '..', '..', 'shared', 'data', 'external', 'torchtitan_custom_schedule.csv');
@@ -42,6 +47,44 @@ describe('DeviceMesh', () => {
     expect(() => DeviceMesh.parse('dp=2,dp=2')).toThrow(/given twice/);
     expect(() => DeviceMesh.parse('tp=2', 4)).toThrow(/has 2 ranks, but the world has 4/);
     expect(() => DeviceMesh.parse('tp')).toThrow(/expected name=size/);
+  });
+});
+
+describe('collectives on process groups', () => {
+  it('every collective runs on the groups of a mesh dimension, all groups at once, with exact results', () => {
+    const mesh = DeviceMesh.parse('tp=3,dp=2'); // tp groups of 3 (not a power of two), dp groups of 2
+    const colls: Collective[] = ['allreduce', 'allgather', 'reducescatter', 'broadcast', 'reduce', 'alltoall', 'sendrecv'];
+    for (const dim of ['tp', 'dp'] as const) {
+      for (const coll of colls) {
+        const count = 7;
+        const bs = Array.from({ length: mesh.world }, (_, r) => new RankBuilder(r, Infinity));
+        const io = bs.map((b, r) => {
+          const g = mesh.group(r, [dim]);
+          const sz = ioSizes({ coll, p: g.length, count, op: 'sum', inPlace: false, root: 0 });
+          const input = b.alloc('in', sz.in, 'data'), output = b.alloc('out', sz.out, 'data');
+          b.collective(coll, g, count, { input, output }, { dims: dim });
+          return { g, input, output };
+        });
+        const topo = makeTopology('flat', { ranks: mesh.world });
+        const size = Math.max(...bs.map((b) => b.arena.report().arenaElems));
+        const data = bs.map((_, r) => {
+          const m = new Float32Array(size);
+          const { input } = io[r]!;
+          for (let i = 0; i < input.region.len; i++) m[input.region.off + i] = r * 100 + i;
+          return { in: m, out: new Float32Array(0), tmp: new Float32Array(0) };
+        });
+        simulate({ topo, programs: bs.map((b) => b.program()), data });
+        for (let r = 0; r < mesh.world; r++) {
+          const { g, input, output } = io[r]!;
+          const spec = { coll, p: g.length, count, op: 'sum' as const, inPlace: false, root: 0 };
+          const inputs = g.map((q) => data[q]!.in.slice(io[q]!.input.region.off, io[q]!.input.region.off + input.region.len));
+          const want = expectedOutputs(spec, inputs)[g.indexOf(r)];
+          if (!want) continue;
+          const got = data[r]!.in.slice(output.region.off, output.region.off + output.region.len);
+          expect(Array.from(got), `${coll} on ${dim}, rank ${r}`).toEqual(Array.from(want));
+        }
+      }
+    }
   });
 });
 

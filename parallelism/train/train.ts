@@ -18,6 +18,7 @@ import { makeTopology, type Topology } from '../../runtime/topology.js';
 import { loadModelConfig, validateConfig, type ModelConfig } from '../model/config.js';
 import { initParams, makeBatch, trainSerial, type OptimizerConfig, type Params } from '../model/reference.js';
 import { DeviceMesh, type MeshDim } from '../mesh.js';
+import { labelEvents, type TraceEvent } from '../../runtime/trace.js';
 import type { MemCategory } from './arena.js';
 import type { CommStat } from './program.js';
 import { compileRank, TrainConfigError, validateLayout, type CompiledRank, type CpMode, type TrainLayout } from './step.js';
@@ -46,6 +47,8 @@ export interface TrainOptions {
   topology?: string;
   /** compare with the serial reference (default true) */
   parity?: boolean;
+  /** record every executed op (TrainResult.events) */
+  trace?: boolean;
 }
 
 export interface RankMemory {
@@ -75,6 +78,9 @@ export interface TrainResult {
   host_seconds: number;
   /** the final parameters, assembled (full tensors) */
   params: Params;
+  /** with `trace`: every executed op (runtime/trace.ts), and the topology's link class names */
+  events?: TraceEvent[];
+  links: string[];
 }
 
 const DEFAULT_OPT: OptimizerConfig = { kind: 'adam', lr: 1e-2 };
@@ -219,28 +225,32 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   const executor = o.executor ?? 'emulate';
   let mems: Float32Array[];
   let time: number;
+  let events: TraceEvent[] | undefined;
   if (executor === 'simulate') {
     const data = Array.from({ length: world }, (_, r) => {
       const mem = new Float32Array(c.sizes.in);
       fillRank(c, r, mem, full, batches);
       return { in: mem, out: new Float32Array(0), tmp: new Float32Array(0) };
     });
-    const res = simulate({ topo: c.topo, programs: c.programs, data });
+    const res = simulate({ topo: c.topo, programs: c.programs, data, trace: o.trace });
     mems = data.map((d) => d.in);
     time = res.time;
+    events = res.events;
   } else {
     const cluster = await Cluster.start(c.topo);
     try {
       const res = await cluster.run({
-        programs: c.programs, sizes: c.sizes, iters: 1, warmup: 0,
+        programs: c.programs, sizes: c.sizes, iters: 1, warmup: 0, trace: o.trace,
         beforeRun: (cl) => { for (let r = 0; r < world; r++) fillRank(c, r, cl.view(r, 'in'), full, batches); },
       });
       time = res.time;
+      events = res.events;
       mems = Array.from({ length: world }, (_, r) => cluster.view(r, 'in').slice());
     } finally {
       await cluster.close();
     }
   }
+  if (events) labelEvents(events, c.programs);
   // losses: sum over the ranks that report (last stage, tp rank 0) of their per-step accumulators
   const losses = new Array<number>(steps).fill(0);
   for (let r = 0; r < world; r++) {
@@ -308,5 +318,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     executor,
     host_seconds: (performance.now() - h0) / 1000,
     params,
+    events,
+    links: c.topo.data.links.map((l) => l.name),
   };
 }

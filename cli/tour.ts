@@ -1,17 +1,58 @@
 /** `npm start`: a short tour of what collemu does. */
 import { makeTopology } from '../runtime/topology.js';
+import { runTraining } from '../parallelism/train/train.js';
 import { footerLines, formatRow, headerLines, runBench } from './bench.js';
+import { formatTrain } from './train.js';
+
+export interface TourPart {
+  title: string;
+  run: (log: (s?: string) => void) => Promise<void>;
+}
+
+export const TOUR_PARTS: TourPart[] = [
+  {
+    title: 'a checked 8-rank AllReduce on an emulated HGX H100 node',
+    async run(log) {
+      log('  8 worker threads = 8 GPUs; real Float32 data in SharedArrayBuffers; NVLink 4 modeled at 450 GB/s, 1 us;');
+      log('  time = deterministic virtual microseconds; #wrong = elements that differ from the exact expected result.');
+      log('  Same as: collemu bench allreduce --ranks 8 --topology hgx-h100 -b 1K -e 16M -f 4 -n 5 -w 1');
+      log();
+      const topo = makeTopology('hgx-h100', { ranks: 8 });
+      const opts = { coll: 'allreduce' as const, topo, algo: 'auto', minBytes: 1024, maxBytes: 16 << 20, factor: 4, iters: 5, warmup: 1, check: true, op: 'sum' as const, root: 0, pace: 0 };
+      for (const l of headerLines('collemu bench allreduce', opts, 'auto')) log(l);
+      const { rows } = await runBench({ ...opts, onRow: (r) => log(formatRow(r)) });
+      for (const l of footerLines(rows, true)) log(l);
+    },
+  },
+  {
+    title: 'a 4D-parallel training run (dp=2 x cp=2 x pp=2 x tp=2, 16 ranks) with parity against the serial run',
+    async run(log) {
+      log('  16 worker threads train the tiny Llama-style model: TP splits heads and the MLP, CP runs ring attention,');
+      log('  PP runs 1F1B over 2 stages, DP all-reduces gradients; every loss and parameter is compared with one rank.');
+      log('  Same as: collemu train --mesh dp=2,cp=2,pp=2,tp=2 --microbatches 2 --steps 3');
+      log();
+      const optimizer = { kind: 'sgd' as const, lr: 1 };
+      const r = await runTraining({ model: 'tiny', mesh: 'dp=2,cp=2,pp=2,tp=2', microbatches: 2, steps: 3, optimizer });
+      const lines = formatTrain(r, optimizer);
+      // the per-rank memory table is long for 16 ranks: keep the first two rows
+      const memStart = lines.findIndex((l) => l.startsWith('#  rank'));
+      for (let i = 0; i < lines.length; i++) {
+        if (i > memStart + 2 && i <= memStart + r.world) {
+          if (i === memStart + 3) log(`      ... (${r.world - 2} more ranks)`);
+          continue;
+        }
+        log(lines[i]);
+      }
+    },
+  },
+];
 
 export async function runTour(): Promise<void> {
   const log = (s = '') => process.stdout.write(s + '\n');
-  log('collemu tour 1/1: a checked 8-rank AllReduce on an emulated HGX H100 node');
-  log('  8 worker threads = 8 GPUs; real Float32 data in SharedArrayBuffers; NVLink 4 modeled at 450 GB/s, 1 us;');
-  log('  time = deterministic virtual microseconds; #wrong = elements that differ from the exact expected result.');
-  log('  Same as: collemu bench allreduce --ranks 8 --topology hgx-h100 -b 1K -e 16M -f 4 -n 5 -w 1');
-  log();
-  const topo = makeTopology('hgx-h100', { ranks: 8 });
-  const opts = { coll: 'allreduce' as const, topo, algo: 'auto', minBytes: 1024, maxBytes: 16 << 20, factor: 4, iters: 5, warmup: 1, check: true, op: 'sum' as const, root: 0, pace: 0 };
-  for (const l of headerLines('collemu bench allreduce', opts, 'auto')) log(l);
-  const { rows } = await runBench({ ...opts, onRow: (r) => log(formatRow(r)) });
-  for (const l of footerLines(rows, true)) log(l);
+  const n = TOUR_PARTS.length;
+  for (let i = 0; i < n; i++) {
+    if (i > 0) log();
+    log(`collemu tour ${i + 1}/${n}: ${TOUR_PARTS[i]!.title}`);
+    await TOUR_PARTS[i]!.run(log);
+  }
 }

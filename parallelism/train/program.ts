@@ -31,6 +31,8 @@ export interface CommStat {
   calls: number;
   /** payload bytes (nccl-tests "size": the per-rank buffer; AllGather: the gathered buffer) */
   bytes: number;
+  /** payload bytes of each call, in order (for message-size histograms) */
+  sizes: number[];
 }
 
 export type Arg = Tensor | Region;
@@ -137,9 +139,10 @@ export class RankBuilder {
   private count(coll: string, dims: string, bytes: number): void {
     const key = `${coll}/${dims}`;
     let s = this.stats.get(key);
-    if (!s) this.stats.set(key, (s = { coll, dims, calls: 0, bytes: 0 }));
+    if (!s) this.stats.set(key, (s = { coll, dims, calls: 0, bytes: 0, sizes: [] }));
     s.calls++;
     s.bytes += bytes;
+    s.sizes.push(bytes);
   }
 
   /**

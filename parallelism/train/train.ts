@@ -74,6 +74,8 @@ export interface TrainResult {
   comm: Record<string, { calls: number; bytes: number }>;
   /** per collective type and group dimension: calls and bytes of one rank (the max over ranks) */
   comm_by_group: { coll: string; group: string; calls_per_rank: number; bytes_per_rank: number }[];
+  /** every rank's calls: collective type, group dimensions and payload bytes of each call */
+  comm_per_rank: CommStat[][];
   executor: 'emulate' | 'simulate';
   host_seconds: number;
   /** the final parameters, assembled (full tensors) */
@@ -315,6 +317,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     virtual_step_time_s: time / steps,
     comm,
     comm_by_group: [...byGroup.values()],
+    comm_per_rank: c.ranks.map((cr) => cr.builder.commStats()),
     executor,
     host_seconds: (performance.now() - h0) / 1000,
     params,

@@ -160,6 +160,22 @@ describe('on worker threads (the emulator)', () => {
     expect(em.virtual_step_time_s).toBe(sim.virtual_step_time_s);
     for (const [n, t] of em.params) expect(Buffer.from(t.buffer).equals(Buffer.from(sim.params.get(n)!.buffer)), n).toBe(true);
   });
+  const emulated: [string, Partial<TrainOptions>][] = [
+    ['FSDP (ZeRO-3) dp=4', { mesh: 'dp=4', zero: 3 }],
+    ['TP + SP tp=4', { model: 'small', mesh: 'tp=4', sequenceParallel: true }],
+    ['PP ZB-V pp=2', { model: 'small', mesh: 'pp=2', schedule: 'zb-v', microbatches: 4 }],
+    ['CP Ulysses cp=2 x dp=2', { mesh: 'cp=2,dp=2', cpMode: 'ulysses' }],
+    ['EP ep=4', { model: 'tiny-moe', mesh: 'ep=4' }],
+  ];
+  for (const [name, o] of emulated) {
+    it(`${name}: parity, bit-identical to the simulator`, async () => {
+      const em = await train({ ...o, executor: 'emulate' });
+      const sim = await train(o);
+      expect(em.parity!.max_rel_err).toBeLessThanOrEqual(TOL);
+      expect(em.steps.map((s) => s.loss)).toEqual(sim.steps.map((s) => s.loss));
+      expect(em.virtual_step_time_s).toBe(sim.virtual_step_time_s);
+    });
+  }
   it('dp=2 x cp=2 x pp=2 x tp=2 (16 ranks) with parity', async () => {
     const r = await train({ mesh: 'dp=2,cp=2,pp=2,tp=2', microbatches: 2, executor: 'emulate', steps: 1 });
     expect(r.world).toBe(16);

@@ -5,9 +5,11 @@
 import type { Topology } from '../runtime/topology.js';
 import { ALLREDUCE_ALGOS } from './allreduce/index.js';
 import { BASIC_ALGOS } from './basic/index.js';
+import { PROTOCOL_ALGOS } from './protocols/index.js';
 import { COLLECTIVES, type Algorithm, type CollSpec, type Collective } from './types.js';
 
-export const ALGORITHMS: Algorithm[] = [...ALLREDUCE_ALGOS, ...BASIC_ALGOS];
+/** Every algorithm; the NCCL protocol variants last, so a tie in auto-selection keeps the older ones. */
+export const ALGORITHMS: Algorithm[] = [...ALLREDUCE_ALGOS, ...BASIC_ALGOS, ...PROTOCOL_ALGOS];
 
 export class AlgorithmError extends Error {
   constructor(message: string) {

@@ -15,6 +15,32 @@
  *               joined by one 800 Gb/s NIC per GPU = 100 GB/s (ConnectX-8 class; an 800G NIC per GPU
  *               is the issue's figure, hardware.md has no 800G row). --nodes K = K racks.
  *  - tpu-v4, tpu-v5p (3D), tpu-v5e, tpu-v6e (2D): a torus of TPU chips, below.
+ *  - llama3:    the Llama 3 405B training cluster (Llama 3 paper, section 3.3.1; hardware.md
+ *               "Llama 3 cluster" row): H100 servers of 8 GPUs on NVLink 4 (450 GB/s, as hgx-h100),
+ *               one RoCE 400 Gb/s (50 GB/s) NIC per GPU, 2 servers per rack, 192 racks = a pod of
+ *               3,072 GPUs with full bisection bandwidth, 8 pods (24,576 GPUs) joined at the
+ *               aggregation layer with 1:7 oversubscription. Ranks map to servers and pods in
+ *               contiguous blocks (pod = floor(rank / 3072); TopologyOptions.podSize changes the
+ *               block for what-if runs). Three link classes: nvlink4 within a server; roce-400g between
+ *               servers of one pod (racks add no class: a pod has full bisection, so a same-rack pair
+ *               differs only by a switch hop or two of latency); roce-xpod between pods, modeled as
+ *               the WORST-CASE per-GPU share of the oversubscribed layer: 50 GB/s / 7 = 7.14 GB/s,
+ *               i.e. what each GPU gets when every GPU of a pod sends across pods at once. It is not
+ *               contention (the timing model has no shared resources yet): a lone cross-pod message
+ *               is priced as if all GPUs were sending, and a collective whose cross-pod traffic is
+ *               sparse is priced pessimistically. The two RoCE classes share the GPU's one NIC: one
+ *               egress port (TopologyData.portOfClass). Latencies: 5 us within a pod (the same figure
+ *               as the other presets' NICs, below); 20 us across pods: the paper reports latency of
+ *               "up to tens of microseconds" on the outer dimensions (hardware.md); 20 us is a choice
+ *               in that range (three more switch tiers out and back), not a measured figure.
+ *  - spine oversubscription (TopologyOptions.spineOversubscription = s, "1:s"): hgx-h100 and
+ *    dgx-a100 (Selene is a fat tree of DGX A100 with one 200 Gb/s HDR NIC per GPU) model every
+ *    inter-node link as the same worst-case share, NIC bandwidth / s (default 1: full bisection);
+ *    on llama3 it replaces the 1:7 between pods.
+ * Link kinds and payload efficiencies (LinkClass.kind, .efficiency; the timing model reads neither):
+ * NVLink classes carry NCCL's NVLink efficiency (NVLINK_EFFICIENCY: 20.6 of 25 GB/s per NVLink 4
+ * link, NCCL src/graph/topo.h; nccl-tests #212), 400G NICs ~47 of 50 GB/s (nccl-tests #290). Only
+ * the NCCL protocol variants (collectives/protocols/) use them, as extra wire bytes.
  * Latencies: 1 us NVLink and 5 us GPU-to-GPU across IB, the same figures as the SimGrid peer
  * platforms in ../shared/peers/platforms, so the peer comparisons line up; the same 1 us / 5 us for
  * NVLink 5 and the 800G NIC, and 1 us per ICI hop on the TPUs (the issue's choice; scaling-book
@@ -66,8 +92,22 @@ export interface LinkClass {
   name: string;
   /** per-message latency, seconds */
   alpha: number;
-  /** bandwidth, bytes per second (per direction) */
+  /** bandwidth, bytes per second (per direction): the line rate */
   bw: number;
+  /**
+   * What kind of hardware the class is, for models that depend on it (the NCCL protocol variants in
+   * collectives/protocols/ take NCCL's per-hop latency of that kind): 'nvlink' (NVLink through
+   * NVSwitch), 'net' (a NIC: InfiniBand, RoCE), 'ici' (TPU ICI). Undefined: a generic link (flat).
+   * The timing model never reads it.
+   */
+  kind?: 'nvlink' | 'net' | 'ici';
+  /**
+   * Payload efficiency of GPU-driven (NCCL-style) transfers on this class: the fraction of the line
+   * rate `bw` that carries payload, from measured figures (see the presets; undefined = 1). The
+   * timing model never reads it: the NCCL protocol variants turn it into extra wire bytes (link
+   * packet headers, flow control), the plain algorithms run at line rate.
+   */
+  efficiency?: number;
 }
 
 /** Plain-data description of a topology: serializable, so worker threads can rebuild it. */
@@ -98,6 +138,17 @@ export interface TopologyData {
    * has a wraparound link. Link class h-1 is the h-hop ICI route; 2 egress ports per axis.
    */
   torus?: { dims: number[]; wrap: boolean[] };
+  /**
+   * Pods (llama3): contiguous blocks of `gpus` ranks (a multiple of gpusPerNode); pairs on
+   * different nodes of different pods use link class `link` instead of `inter`.
+   */
+  pod?: { gpus: number; link: number };
+  /**
+   * Egress port of each link class (non-torus; default: one port per class). Classes that share a
+   * physical port map to the same index (llama3: the intra-pod and the cross-pod class share the
+   * GPU's one NIC). Ports are numbered 0..max without gaps.
+   */
+  portOfClass?: number[];
 }
 
 /** Which link classes a process group's traffic crosses (Topology.linkClassesOf). */
@@ -146,11 +197,33 @@ export class Topology {
         throw new TopologyError(`torus ${dims.join('x')} needs ${need} link classes (one per hop count), got ${data.links.length}`);
       }
     }
+    const nl = data.links.length;
+    for (const l of data.links) {
+      if (l.efficiency !== undefined && !(l.efficiency > 0 && l.efficiency <= 1)) throw new TopologyError(`link '${l.name}': efficiency must be in (0, 1] (got ${l.efficiency})`);
+    }
+    if (data.pod) {
+      const { gpus, link } = data.pod;
+      if (data.torus) throw new TopologyError('a torus has no pods');
+      if (!Number.isInteger(gpus) || gpus < 1 || gpus % data.gpusPerNode !== 0) {
+        throw new TopologyError(`pod size must be a positive multiple of the ${data.gpusPerNode} GPUs per node (got ${gpus})`);
+      }
+      if (!Number.isInteger(link) || link < 0 || link >= nl) throw new TopologyError(`pod link class ${link} is not one of the ${nl} link classes`);
+    }
+    if (data.portOfClass) {
+      const m = data.portOfClass;
+      if (data.torus) throw new TopologyError('a torus has direction ports, not portOfClass');
+      if (m.length !== nl || !m.every((x) => Number.isInteger(x) && x >= 0)) throw new TopologyError(`portOfClass needs one port index >= 0 per link class (${nl})`);
+      const used = new Set(m);
+      for (let k = 0; k < used.size; k++) if (!used.has(k)) throw new TopologyError(`portOfClass must number the ports 0..${used.size - 1} without gaps (got ${JSON.stringify(m)})`);
+    }
   }
   get p(): number { return this.data.p; }
   get name(): string { return this.data.name; }
-  /** egress ports per rank: one per link class; a torus: 2 per axis (+ and - direction) */
-  get nPorts(): number { return this.data.torus ? 2 * this.dims.length : this.data.links.length; }
+  /** egress ports per rank: one per link class (or per portOfClass entry); a torus: 2 per axis (+ and - direction) */
+  get nPorts(): number {
+    if (this.data.torus) return 2 * this.dims.length;
+    return this.data.portOfClass ? Math.max(...this.data.portOfClass) + 1 : this.data.links.length;
+  }
   get nodes(): number { return Math.ceil(this.data.p / this.data.gpusPerNode); }
   nodeOf(rank: number): number { return Math.floor(rank / this.data.gpusPerNode); }
   /** Whether this is a torus (or mesh) of chips. */
@@ -193,8 +266,13 @@ export class Topology {
       const h = this.hops(src, dst);
       return h > 0 ? h - 1 : 0;
     }
-    return this.nodeOf(src) === this.nodeOf(dst) ? this.data.intra : this.data.inter;
+    if (this.nodeOf(src) === this.nodeOf(dst)) return this.data.intra;
+    const pod = this.data.pod;
+    if (pod && Math.floor(src / pod.gpus) !== Math.floor(dst / pod.gpus)) return pod.link;
+    return this.data.inter;
   }
+  /** pods (llama3): the pod of a rank (0 without pods) */
+  podOf(rank: number): number { return this.data.pod ? Math.floor(rank / this.data.pod.gpus) : 0; }
   link(src: number, dst: number): LinkClass { return this.data.links[this.classOf(src, dst)]!; }
   /**
    * egress port of src used to reach dst: one port per link class; a torus: the direction port of
@@ -215,10 +293,18 @@ export class Topology {
       }
       return 0;
     }
-    return this.classOf(src, dst);
+    const c = this.classOf(src, dst);
+    return this.data.portOfClass ? this.data.portOfClass[c]! : c;
   }
-  /** Port names: the link class names; a torus: +x, -x, +y, -y, +z, -z (axes 0, 1, 2, ...). */
+  /**
+   * Port names: the link class names (classes sharing a port: joined with '+'); a torus: +x, -x,
+   * +y, -y, +z, -z (axes 0, 1, 2, ...).
+   */
   portNames(): string[] {
+    const m = this.data.portOfClass;
+    if (!this.data.torus && m) {
+      return Array.from({ length: this.nPorts }, (_, k) => this.data.links.filter((_, c) => m[c] === k).map((l) => l.name).join('+'));
+    }
     if (!this.data.torus) return this.data.links.map((l) => l.name);
     return this.dims.flatMap((_, i) => [`+${axisName(i, this.dims.length)}`, `-${axisName(i, this.dims.length)}`]);
   }
@@ -276,7 +362,8 @@ export class Topology {
         `${fmtNum(l.alpha * 1e6)} us per hop, ${this.nPorts} ports per chip; ${this.hw.name}`;
     }
     const ls = d.links.map((l) => `${l.name} ${fmtNum(l.bw / 1e9)} GB/s ${fmtNum(l.alpha * 1e6)} us`).join(', ');
-    return `${d.name}: ${d.p} ranks, ${this.nodes} node(s) x ${Math.min(d.gpusPerNode, d.p)} GPU(s); ${ls}; ${this.hw.name}`;
+    const pods = d.pod ? ` in ${Math.ceil(d.p / d.pod.gpus)} pod(s) of ${d.pod.gpus} GPUs` : '';
+    return `${d.name}: ${d.p} ranks, ${this.nodes} node(s) x ${Math.min(d.gpusPerNode, d.p)} GPU(s)${pods}; ${ls}; ${this.hw.name}`;
   }
   /** torus: "4x4x4 torus", "4x4 mesh (no wraparound)", or "4x4x6 (wraparound on x, y)" */
   shapeString(): string {
@@ -319,9 +406,39 @@ export interface TopologyOptions {
    * wraparound link) or 'm' (no wraparound), e.g. "4wx4w". Default wraparound: the preset's rule.
    */
   torus?: string;
+  /**
+   * Oversubscription s (>= 1, "1:s") of the switch tier above the full-bisection domain: hgx-h100,
+   * dgx-a100: every inter-node link (the spine of a fat tree; default 1 = full bisection);
+   * llama3: the aggregation layer between pods (default 7). Modeled as the worst-case per-GPU share,
+   * NIC bandwidth / s, with every GPU sending through that tier at once; not as contention (see the
+   * header).
+   */
+  spineOversubscription?: number;
+  /** llama3: GPUs per pod (a multiple of 8; default 3,072). Ranks map to pods in contiguous blocks. */
+  podSize?: number;
 }
 
-export const TOPOLOGY_PRESETS = ['flat', 'hgx-h100', 'dgx-a100', 'gb200-nvl72', 'tpu-v4', 'tpu-v5p', 'tpu-v5e', 'tpu-v6e'] as const;
+export const TOPOLOGY_PRESETS = ['flat', 'hgx-h100', 'dgx-a100', 'gb200-nvl72', 'tpu-v4', 'tpu-v5p', 'tpu-v5e', 'tpu-v6e', 'llama3'] as const;
+
+/**
+ * Payload efficiency of NVLink for NCCL (LinkClass.efficiency): NCCL's own topology model uses
+ * 20.6 GB/s per NVLink 4 link (src/graph/topo.h, SM90_NVLINK_BW) against 25 GB/s line rate per
+ * link per direction (18 links = 450 GB/s), i.e. 18 x 20.6 = 370.8 GB/s per GPU; the NCCL
+ * maintainer puts it as "450GB/s is the line rate. With the protocol overhead (~20%) NCCL can get an
+ * effective NVLink bandwidth of 370GB/s" (nccl-tests #212). NVLink 3 (A100): 20.0 of 25 GB/s per
+ * link (SM80_NVLINK_BW, 12 links = 240 of 300 GB/s); NVLink 5 (B200): 40.1 of 50 (SM100_NVLINK_BW).
+ * These are NVIDIA's measured figures; collemu does not derive them.
+ */
+export const NVLINK_EFFICIENCY = { nvlink3: 20.0 / 25, nvlink4: 20.6 / 25, nvlink5: 40.1 / 50 } as const;
+/**
+ * Payload efficiency of a 400 Gb/s NIC (InfiniBand NDR or RoCE 400G) for NCCL: ~46-48 GB/s busbw per
+ * NIC out of 50 GB/s line rate (hardware.md; NCCL maintainer in nccl-tests #290): 47 / 50. No such
+ * figure is at hand for HDR 200G or an 800G NIC: those classes carry none (line rate).
+ */
+export const NIC400_EFFICIENCY = 47 / 50;
+
+/** Llama 3 cluster (llama3 preset): GPUs per pod, pods, latencies (see the header). */
+export const LLAMA3 = { podGpus: 3072, pods: 8, podOversubscription: 7, intraPodLatency: 5e-6, crossPodLatency: 20e-6 } as const;
 
 interface TorusPreset {
   /** hardware profile key (runtime/hardware.ts) */
@@ -417,11 +534,17 @@ function makeTorusTopology(name: string, pre: TorusPreset, opts: TopologyOptions
   const { gamma, delta } = localCosts(hw, opts.reduceBw);
   const diam = torusDiameter(dims, wrap);
   const links: LinkClass[] = [];
-  for (let h = 1; h <= Math.max(1, diam); h++) links.push({ name: h === 1 ? 'ici' : `ici x${h}`, alpha: h * ICI_HOP_LATENCY, bw: pre.linkBw });
+  for (let h = 1; h <= Math.max(1, diam); h++) links.push({ name: h === 1 ? 'ici' : `ici x${h}`, alpha: h * ICI_HOP_LATENCY, bw: pre.linkBw, kind: 'ici' });
   return new Topology({
     name, p, gpusPerNode: p, links, intra: 0, inter: 0, gamma, delta, gpu,
     memCapacity: opts.memCapacity ?? hw.hbmBytes, torus: { dims, wrap },
   });
+}
+
+function checkOversubscription(v: number | undefined, dflt: number): number {
+  const s = v ?? dflt;
+  if (!(s >= 1) || !Number.isFinite(s)) throw new TopologyError(`--oversubscription must be a number >= 1 (1:s; got ${v})`);
+  return s;
 }
 
 function checkPositiveInt(v: number | undefined, what: string): void {
@@ -455,6 +578,10 @@ function localCosts(hw: HardwareProfile, reduceBw: number | undefined): { gamma:
 /** Build a preset topology, or load a JSON file when `name` is not a preset. */
 export function makeTopology(name: string, opts: TopologyOptions = {}): Topology {
   const gpuKey = opts.gpu;
+  if (opts.podSize !== undefined && name !== 'llama3') throw new TopologyError(`--pod-size applies to llama3, not to ${name}`);
+  if (opts.spineOversubscription !== undefined && name !== 'hgx-h100' && name !== 'dgx-a100' && name !== 'llama3') {
+    throw new TopologyError(`--oversubscription applies to hgx-h100, dgx-a100 and llama3, not to ${name}`);
+  }
   switch (name) {
     case 'flat': {
       checkPositiveInt(opts.ranks, '--ranks');
@@ -485,13 +612,46 @@ export function makeTopology(name: string, opts: TopologyOptions = {}): Topology
       const hw = hardwareProfile(gpu);
       const { p } = resolveRanksNodes(opts, 8, name);
       const { gamma, delta } = localCosts(hw, opts.reduceBw);
+      const s = checkOversubscription(opts.spineOversubscription, 1);
+      const nic: LinkClass = h100
+        ? { name: 'ib-ndr400', alpha: 5e-6, bw: 50e9, kind: 'net', efficiency: NIC400_EFFICIENCY }
+        : { name: 'ib-hdr200', alpha: 5e-6, bw: 25e9, kind: 'net' };
       return new Topology({
         name, p, gpusPerNode: 8,
         links: [
-          { name: h100 ? 'nvlink4' : 'nvlink3', alpha: 1e-6, bw: h100 ? 450e9 : 300e9 },
-          { name: h100 ? 'ib-ndr400' : 'ib-hdr200', alpha: 5e-6, bw: h100 ? 50e9 : 25e9 },
+          h100
+            ? { name: 'nvlink4', alpha: 1e-6, bw: 450e9, kind: 'nvlink', efficiency: NVLINK_EFFICIENCY.nvlink4 }
+            : { name: 'nvlink3', alpha: 1e-6, bw: 300e9, kind: 'nvlink', efficiency: NVLINK_EFFICIENCY.nvlink3 },
+          s === 1 ? nic : { ...nic, name: `${nic.name} 1:${+s.toPrecision(4)}`, bw: nic.bw / s },
         ],
         intra: 0, inter: 1, gamma, delta, gpu, memCapacity: opts.memCapacity ?? hw.hbmBytes,
+      });
+    }
+    case 'llama3': {
+      // the Llama 3 cluster (header): H100 servers of 8 on NVLink 4, one RoCE 400G NIC per GPU,
+      // pods of 3,072 GPUs with full bisection, 1:7 oversubscribed between pods
+      if (opts.linkBw !== undefined || opts.linkLatency !== undefined) {
+        throw new TopologyError(`--link-bw / --link-latency apply to the flat topology; ${name} has fixed links (use a JSON topology to change them)`);
+      }
+      if (opts.torus !== undefined) throw new TopologyError('--torus applies to the TPU presets (tpu-v4, tpu-v5p, tpu-v5e, tpu-v6e)');
+      const gpu = gpuKey ?? 'h100';
+      const hw = hardwareProfile(gpu);
+      const pod = opts.podSize ?? LLAMA3.podGpus;
+      if (!Number.isInteger(pod) || pod < 8 || pod % 8 !== 0) throw new TopologyError(`--pod-size must be a multiple of the 8 GPUs per server (got ${pod})`);
+      const { p } = resolveRanksNodes(opts, 8, name);
+      const maxP = LLAMA3.pods * LLAMA3.podGpus;
+      if (p > maxP) throw new TopologyError(`llama3 has ${LLAMA3.pods} pods of ${LLAMA3.podGpus} GPUs (${maxP} GPUs); ${p} ranks do not fit`);
+      const s = checkOversubscription(opts.spineOversubscription, LLAMA3.podOversubscription);
+      const { gamma, delta } = localCosts(hw, opts.reduceBw);
+      return new Topology({
+        name, p, gpusPerNode: 8,
+        links: [
+          { name: 'nvlink4', alpha: 1e-6, bw: 450e9, kind: 'nvlink', efficiency: NVLINK_EFFICIENCY.nvlink4 },
+          { name: 'roce-400g', alpha: LLAMA3.intraPodLatency, bw: 50e9, kind: 'net', efficiency: NIC400_EFFICIENCY },
+          { name: `roce-xpod 1:${+s.toPrecision(4)}`, alpha: LLAMA3.crossPodLatency, bw: 50e9 / s, kind: 'net', efficiency: NIC400_EFFICIENCY },
+        ],
+        intra: 0, inter: 1, pod: { gpus: pod, link: 2 }, portOfClass: [0, 1, 1],
+        gamma, delta, gpu, memCapacity: opts.memCapacity ?? hw.hbmBytes,
       });
     }
     case 'gb200-nvl72': {
@@ -508,8 +668,8 @@ export function makeTopology(name: string, opts: TopologyOptions = {}): Topology
       return new Topology({
         name, p, gpusPerNode: 72,
         links: [
-          { name: 'nvlink5', alpha: 1e-6, bw: 900e9 },
-          { name: 'nic-800g', alpha: 5e-6, bw: 100e9 },
+          { name: 'nvlink5', alpha: 1e-6, bw: 900e9, kind: 'nvlink', efficiency: NVLINK_EFFICIENCY.nvlink5 },
+          { name: 'nic-800g', alpha: 5e-6, bw: 100e9, kind: 'net' },
         ],
         intra: 0, inter: 1, gamma, delta, gpu, memCapacity: opts.memCapacity ?? hw.hbmBytes,
       });
@@ -530,6 +690,7 @@ export function makeTopology(name: string, opts: TopologyOptions = {}): Topology
  *   "name": "my-cluster", "gpu": "h100", "gpusPerNode": 4, "nodes": 2,
  *   "links": { "nvlink": { "latency_us": 1, "bandwidth_GBps": 450 },
  *              "ib": { "latency_us": 5, "bandwidth_GBps": 50 } },
+ *     (a link may also give "kind": "nvlink" | "net" | "ici" and "efficiency": (0, 1], LinkClass)
  *   "intraNode": "nvlink", "interNode": "ib",
  *   "reduceBandwidth_GBps": 1000,            (optional; default from the GPU's HBM)
  *   "memoryCapacity_GB": 80                  (optional; default the GPU's HBM)
@@ -569,12 +730,17 @@ export function topologyFromJson(j: unknown, where = 'topology', opts: TopologyO
   for (const [lname, lv] of Object.entries(o.links as Record<string, unknown>)) {
     if (typeof lv !== 'object' || lv === null) bad(`link '${lname}' must be an object with latency_us and bandwidth_GBps`);
     const l = lv as Record<string, unknown>;
-    for (const k of Object.keys(l)) if (k !== 'latency_us' && k !== 'bandwidth_GBps') bad(`link '${lname}': unknown key '${k}'`);
+    for (const k of Object.keys(l)) if (!['latency_us', 'bandwidth_GBps', 'kind', 'efficiency'].includes(k)) bad(`link '${lname}': unknown key '${k}'`);
     const lat = l.latency_us, bw = l.bandwidth_GBps;
     if (typeof lat !== 'number' || !(lat >= 0) || !Number.isFinite(lat)) bad(`link '${lname}': latency_us must be a number >= 0`);
     if (typeof bw !== 'number' || !(bw > 0) || !Number.isFinite(bw)) bad(`link '${lname}': bandwidth_GBps must be a number > 0`);
+    if (l.kind !== undefined && l.kind !== 'nvlink' && l.kind !== 'net' && l.kind !== 'ici') bad(`link '${lname}': kind must be "nvlink", "net" or "ici"`);
+    if (l.efficiency !== undefined && (typeof l.efficiency !== 'number' || !(l.efficiency > 0 && l.efficiency <= 1))) bad(`link '${lname}': efficiency must be a number in (0, 1]`);
     index.set(lname, links.length);
-    links.push({ name: lname, alpha: (lat as number) * 1e-6, bw: (bw as number) * 1e9 });
+    const link: LinkClass = { name: lname, alpha: (lat as number) * 1e-6, bw: (bw as number) * 1e9 };
+    if (l.kind !== undefined) link.kind = l.kind as LinkClass['kind'];
+    if (l.efficiency !== undefined) link.efficiency = l.efficiency as number;
+    links.push(link);
   }
   if (links.length === 0) bad('"links" must name at least one link class');
   const pick = (key: 'intraNode' | 'interNode'): number => {

@@ -28,7 +28,7 @@ const GiB = 2 ** 30;
 
 describe('TPU and GB200 presets', () => {
   it('are listed for the CLI', () => {
-    expect([...TOPOLOGY_PRESETS]).toEqual(['flat', 'hgx-h100', 'dgx-a100', 'gb200-nvl72', 'tpu-v4', 'tpu-v5p', 'tpu-v5e', 'tpu-v6e']);
+    expect([...TOPOLOGY_PRESETS]).toEqual(['flat', 'hgx-h100', 'dgx-a100', 'gb200-nvl72', 'tpu-v4', 'tpu-v5p', 'tpu-v5e', 'tpu-v6e', 'llama3']);
   });
 
   it('tpu-v4: 4x4x4 torus of 64 chips, 45 GB/s ICI links, 6 ports, one link class per hop count', () => {
@@ -212,6 +212,96 @@ describe('the existing topologies are unchanged', () => {
   });
 });
 
+describe('llama3 and oversubscription presets', () => {
+  it('llama3: H100 servers of 8 on NVLink 4, RoCE 400G per GPU, pods of 3,072, 1:7 between pods', () => {
+    const t = makeTopology('llama3');
+    expect(t.p).toBe(8);
+    expect(t.describe()).toBe('llama3: 8 ranks, 1 node(s) x 8 GPU(s) in 1 pod(s) of 3072 GPUs; nvlink4 450 GB/s 1 us, roce-400g 50 GB/s 5 us, roce-xpod 1:7 7.143 GB/s 20 us; H100 SXM 80GB');
+    expect(t.data.links.map((l) => [l.name, l.bw, l.alpha, l.kind])).toEqual([
+      ['nvlink4', 450e9, 1e-6, 'nvlink'], ['roce-400g', 50e9, 5e-6, 'net'], ['roce-xpod 1:7', 50e9 / 7, 20e-6, 'net'],
+    ]);
+    expect(t.data.links[0]!.efficiency).toBeCloseTo(20.6 / 25, 15);
+    expect(t.hw.name).toBe('H100 SXM 80GB');
+    const big = makeTopology('llama3', { nodes: 3072 }); // all 8 pods, 24,576 GPUs
+    expect([big.p, big.nodes, big.podOf(3071), big.podOf(3072), big.podOf(24575)]).toEqual([24576, 3072, 0, 1, 7]);
+    // within a server, across servers of a pod, across pods
+    expect([big.classOf(0, 7), big.classOf(0, 8), big.classOf(0, 3071), big.classOf(3071, 3072), big.classOf(100, 20000)]).toEqual([0, 1, 1, 2, 2]);
+    // one NIC per GPU: both RoCE classes leave through port 1
+    expect([big.nPorts, big.port(0, 7), big.port(0, 8), big.port(0, 3072)]).toEqual([2, 0, 1, 1]);
+    expect(big.portNames()).toEqual(['nvlink4', 'roce-400g+roce-xpod 1:7']);
+    expect(makeTopology('llama3', { ranks: 16 }).nodes).toBe(2);
+  });
+
+  it('llama3 options and errors', () => {
+    const t = makeTopology('llama3', { nodes: 6, podSize: 16, spineOversubscription: 2 });
+    expect([t.podOf(15), t.podOf(16), t.podOf(47), t.classOf(15, 16), t.data.links[2]!.bw]).toEqual([0, 1, 2, 2, 25e9]);
+    const bad: [string, object, RegExp][] = [
+      ['llama3', { nodes: 3073 }, /8 pods of 3072 GPUs \(24576 GPUs\)/],
+      ['llama3', { podSize: 12 }, /--pod-size must be a multiple of the 8 GPUs/],
+      ['llama3', { spineOversubscription: 0.5 }, /--oversubscription must be a number >= 1/],
+      ['llama3', { linkBw: 100 }, /apply to the flat topology/],
+      ['hgx-h100', { podSize: 16 }, /--pod-size applies to llama3, not to hgx-h100/],
+      ['flat', { spineOversubscription: 2 }, /--oversubscription applies to hgx-h100, dgx-a100 and llama3, not to flat/],
+      ['tpu-v4', { spineOversubscription: 2 }, /not to tpu-v4/],
+    ];
+    for (const [name, o, re] of bad) expect(() => makeTopology(name, o), `${name} ${JSON.stringify(o)}`).toThrow(re);
+    expect(() => new Topology({ ...t.data, pod: { gpus: 12, link: 2 } })).toThrow(/multiple of the 8 GPUs per node/);
+    expect(() => new Topology({ ...t.data, portOfClass: [0, 2, 2] })).toThrow(/without gaps/);
+  });
+
+  it('spine oversubscription on dgx-a100 (Selene-like) and hgx-h100; the defaults are unchanged', () => {
+    const d = makeTopology('dgx-a100', { nodes: 2, spineOversubscription: 2 });
+    expect(d.describe()).toBe('dgx-a100: 16 ranks, 2 node(s) x 8 GPU(s); nvlink3 300 GB/s 1 us, ib-hdr200 1:2 12.50 GB/s 5 us; A100 SXM 80GB');
+    expect(makeTopology('dgx-a100', { nodes: 2, spineOversubscription: 1 }).describe()).toBe(makeTopology('dgx-a100', { nodes: 2 }).describe());
+    const h = makeTopology('hgx-h100', { nodes: 2, spineOversubscription: 3.5 });
+    expect([h.data.links[1]!.name, h.data.links[1]!.bw, h.data.links[1]!.alpha, h.nPorts]).toEqual(['ib-ndr400 1:3.5', 50e9 / 3.5, 5e-6, 2]);
+    // the link kinds and payload efficiencies the NCCL protocol variants read (the timing model does not)
+    const hh = makeTopology('hgx-h100', { nodes: 2 });
+    expect(hh.data.links.map((l) => [l.kind, l.efficiency])).toEqual([['nvlink', 20.6 / 25], ['net', 47 / 50]]);
+    expect(makeTopology('dgx-a100').data.links.map((l) => [l.kind, l.efficiency])).toEqual([['nvlink', 20 / 25], ['net', undefined]]);
+    expect(makeTopology('flat').data.links[0]!.kind).toBeUndefined();
+  });
+
+  it('the simulator prices llama3 pairs by class and serializes both RoCE classes on the one NIC', () => {
+    const t = makeTopology('llama3', { nodes: 4, podSize: 16 });
+    const n = 1 << 20, b = n * 4;
+    const send = (peer: number) => ({ k: 'send' as const, peer, src: { buf: 'out' as const, off: 0, len: n } });
+    const recv = (peer: number) => ({ k: 'recv' as const, peer, dst: { buf: 'out' as const, off: 0, len: n } });
+    const run = (pairs: [number, number][]) => {
+      const progs: Program[] = Array.from({ length: t.p }, () => []);
+      for (const [s, d] of pairs) { progs[s]!.push(send(d)); progs[d]!.push(recv(s)); }
+      return simulate({ topo: t, programs: progs }).rankTimes;
+    };
+    expect(run([[0, 16]])[16]).toBeCloseTo(20e-6 + b / (50e9 / 7), 15);
+    // intra-pod then cross-pod from one GPU: the second waits for the first on the NIC
+    const q = run([[0, 8], [0, 16]]);
+    expect(q[8]).toBeCloseTo(5e-6 + b / 50e9, 15);
+    expect(q[16]).toBeCloseTo(b / 50e9 + b / (50e9 / 7) + 20e-6, 15);
+    // NVLink and the NIC overlap
+    expect(run([[0, 1], [0, 16]])[16]).toBeCloseTo(20e-6 + b / (50e9 / 7), 15);
+  });
+
+  it('llama3 TopologyData stays JSON-serializable, and a JSON file may give link kinds and efficiencies', () => {
+    const t = makeTopology('llama3', { nodes: 4, podSize: 16 });
+    const copy = new Topology(JSON.parse(JSON.stringify(t.data)));
+    expect(copy.describe()).toBe(t.describe());
+    expect(copy.nPorts).toBe(2);
+    for (let a = 0; a < t.p; a += 3) for (let b = 0; b < t.p; b++) {
+      expect(copy.classOf(a, b)).toBe(t.classOf(a, b));
+      expect(copy.port(a, b)).toBe(t.port(a, b));
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'collemu-topo-'));
+    const file = join(dir, 'k.json');
+    writeFileSync(file, JSON.stringify({
+      name: 'k', gpusPerNode: 4, links: { nv: { latency_us: 1, bandwidth_GBps: 450, kind: 'nvlink', efficiency: 0.8 }, ib: { latency_us: 5, bandwidth_GBps: 50 } },
+      intraNode: 'nv', interNode: 'ib',
+    }));
+    expect(makeTopology(file).data.links[0]).toEqual({ name: 'nv', alpha: 1e-6, bw: 450e9, kind: 'nvlink', efficiency: 0.8 });
+    writeFileSync(file, JSON.stringify({ gpusPerNode: 4, links: { nv: { latency_us: 1, bandwidth_GBps: 450, efficiency: 2 } } }));
+    expect(() => makeTopology(file)).toThrow(/efficiency must be a number in \(0, 1\]/);
+  });
+});
+
 describe('linkClassesOf', () => {
   it('hgx-h100: a group within a node crosses only NVLink, one GPU per node only IB', () => {
     const h = makeTopology('hgx-h100', { nodes: 4 });
@@ -227,6 +317,29 @@ describe('linkClassesOf', () => {
     expect(h.linkClassesOf([5])).toEqual({ ring: [], allPairs: [] });
     expect(() => h.linkClassesOf([0, 0])).toThrow(/twice/);
     expect(() => h.linkClassesOf([0, 32])).toThrow(/not in 0..31/);
+  });
+
+  it('llama3: a server crosses NVLink, a pod RoCE, a DP group across pods the 1:7 cross-pod class', () => {
+    const t = makeTopology('llama3', { nodes: 800 }); // 6,400 GPUs: pods 0, 1 full, pod 2 partial
+    expect(t.linkClassesOf([0, 1, 2, 3, 4, 5, 6, 7]).ring).toEqual([{ class: 'nvlink4', index: 0, pairs: 8 }]);
+    // one GPU per server inside pod 0 (a TP-rank-0 rail)
+    expect(t.linkClassesOf([0, 8, 16, 24]).allPairs).toEqual([{ class: 'roce-400g', index: 1, pairs: 12 }]);
+    // a data-parallel group strided across the three pods: only the pod boundary hops are cross-pod
+    const dp = [0, 1536, 3072, 4608, 6144];
+    expect(t.linkClassesOf(dp).ring).toEqual([{ class: 'roce-400g', index: 1, pairs: 2 }, { class: 'roce-xpod 1:7', index: 2, pairs: 3 }]);
+    expect(t.linkClassesOf(dp).allPairs).toEqual([{ class: 'roce-400g', index: 1, pairs: 4 }, { class: 'roce-xpod 1:7', index: 2, pairs: 16 }]);
+    // a smaller pod for what-if runs: contiguous blocks of --pod-size ranks
+    const s = makeTopology('llama3', { nodes: 4, podSize: 16 });
+    expect(s.linkClassesOf([...Array(32).keys()]).ring).toEqual([
+      { class: 'nvlink4', index: 0, pairs: 28 }, { class: 'roce-400g', index: 1, pairs: 2 }, { class: 'roce-xpod 1:7', index: 2, pairs: 2 },
+    ]);
+  });
+
+  it('spine oversubscription: a slower inter-node class on hgx-h100 and dgx-a100', () => {
+    const d = makeTopology('dgx-a100', { nodes: 2, spineOversubscription: 4 });
+    expect(d.linkClassesOf([0, 8]).ring).toEqual([{ class: 'ib-hdr200 1:4', index: 1, pairs: 2 }]);
+    expect(d.data.links[1]!.bw).toBe(25e9 / 4);
+    expect(makeTopology('hgx-h100', { nodes: 2, spineOversubscription: 2 }).linkClassesOf([7, 8]).ring[0]!.class).toBe('ib-ndr400 1:2');
   });
 
   it('a torus axis: the ring crosses only 1-hop ICI; all-pairs also 2-hop routes', () => {

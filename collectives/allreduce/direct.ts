@@ -103,7 +103,22 @@ export const directAllreduce: Algorithm = {
     const bi = n / li.bw, be = n / le.bw;
     const M = (Math.ceil(p / G) - 1) * G;
     const intra = G >= 2 ? li.alpha + (G - 1) * bi + reductions : 0;
-    const inter = le.alpha + Math.max((p - G) * be + reductions, G * be + (p - G) * n * gamma, M * be + (p - M) * n * gamma);
+    let inter = le.alpha + Math.max((p - G) * be + reductions, G * be + (p - G) * n * gamma, M * be + (p - M) * n * gamma);
+    const pod = topo.data.pod;
+    if (pod && p > pod.gpus) {
+      // pods (llama3): rank 0's network messages go first to the other nodes of its pod, then across
+      // pods (on the same NIC port when the classes share it); x0 reaches the last rank of the pod
+      // and the last rank overall at the ends of those queues. The later-node terms above are kept
+      // with the cross-pod link (an estimate; measured in test/protocols.test.ts).
+      const lx = topo.data.links[pod.link]!, bx = n / lx.bw;
+      const nPod = pod.gpus - G, nX = p - pod.gpus;
+      const shared = topo.port(0, G) === topo.port(0, pod.gpus);
+      inter = Math.max(
+        le.alpha + nPod * be + reductions,
+        lx.alpha + (shared ? nPod * be : 0) + nX * bx + reductions,
+        lx.alpha + Math.max(G * bx + (p - G) * n * gamma, M * bx + (p - M) * n * gamma),
+      );
+    }
     return Math.max(intra, inter) + local;
   },
 };

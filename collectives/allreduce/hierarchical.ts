@@ -19,6 +19,9 @@
  *     + [avg] (N > 1 ? b2 : b) D
  *     + (G-1)(a1 + b B1)                    intra all-gather
  * which is the formula sheet's 2(p1-1) a1 + 2(p1-1)/p1 n B1 + 2(p2-1) a2 + 2(p2-1)/p2 (n/p1) B2 + ...
+ * With pods (llama3), (a2, B2) is the inter-node ring's slowest hop (cross-pod) for every hop: exact
+ * when the bandwidth bound of that port dominates, otherwise an overestimate (measured in
+ * test/protocols.test.ts).
  */
 import type { Op, Program, Region } from '../../runtime/ir.js';
 import type { Topology } from '../../runtime/topology.js';
@@ -136,7 +139,9 @@ export const hierarchicalAllreduce: Algorithm = {
     if (!sh) return Infinity;
     const { G, N } = sh;
     const { gamma, delta } = topo.data;
-    const l1 = topo.data.links[topo.data.intra]!, l2 = topo.data.links[topo.data.inter]!;
+    // the inter-node ring: its slowest hop (across pods: the cross-pod link; every local index alike)
+    const l1 = topo.data.links[topo.data.intra]!;
+    const l2 = N > 1 ? topo.slowestLink(Array.from({ length: N }, (_, m) => m * G)) : l1;
     const eb = Math.ceil(c / G);
     const b = eb * 4;
     const b2 = Math.ceil(eb / N) * 4;

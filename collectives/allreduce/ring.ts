@@ -27,6 +27,9 @@
  *   T     = max(Thops, Tu for u in {1, 2, N, N+1, uMax}).
  * (Assumes the inter-node link is the slower one; [b D] only for avg.) Matches the simulator to
  * < 0.01% on hgx-h100 / dgx-a100 with 2-8 nodes, all sizes, gamma from 0 to 1/(30 GB/s).
+ * With pods (llama3 across pods) the slow link is the ring's slowest hop (cross-pod) and every
+ * node boundary is charged as one: exact in the bandwidth-bound regime (the cross-pod port
+ * serializes), an overestimate of the latency chain below it (test/protocols.test.ts measures it).
  */
 import type { Op, Program, ReduceOp, Region } from '../../runtime/ir.js';
 import type { Topology } from '../../runtime/topology.js';
@@ -88,7 +91,8 @@ export const ringAllreduce: Algorithm = {
     const scale = spec.op === 'avg' ? b * delta : 0;
     const G = topo.data.gpusPerNode;
     if (p > G && G > 1 && p % G === 0 && topo.data.intra !== topo.data.inter) {
-      const f = topo.data.links[topo.data.intra]!, sl = topo.data.links[topo.data.inter]!;
+      // slow: the slowest hop of the ring (the inter-node link; across pods, the cross-pod link)
+      const f = topo.data.links[topo.data.intra]!, sl = topo.slowestLink();
       const N = p / G;
       const fast = f.alpha + b / f.bw, slow = sl.alpha + b / sl.bw, wait = b / sl.bw, g = b * gamma;
       // all hops: s slow hops in the best window of 2p-2 consecutive hops

@@ -51,13 +51,19 @@
  * a height-1 node at depth popcount(p - R) - 1 <= H - 2) and is off the critical path.
  * Asymptotically T ~ 2 n beta + 2 H alpha: every interior rank sends each byte of its interior
  * half up once and down twice, plus its leaf half up once.
- * Other topologies: the same formula with the slowest link class used (inter-node on multi-node
- * presets). That is only an estimate, and a pessimistic one (up to ~2x on hgx-h100): the trees are
- * over ranks, most of their edges are intra-node, and intra/inter sends use separate ports.
+ * Other topologies: the same formula with the slowest link class the trees' edges cross (inter-node
+ * on multi-node presets, cross-pod across llama3 pods). That is only an estimate, and a pessimistic
+ * one: the trees are over ranks, most of their edges are intra-node, and intra/inter sends use
+ * separate ports. Measured against the simulator (4 B - 256 MB; test/protocols.test.ts keeps the
+ * bound), the formula is always above the simulated time: hgx-h100 2 nodes +67% .. +89%, 4 nodes
+ * +29% .. +51%, 8 nodes +29% .. +39%; dgx-a100 2 nodes +67% .. +95%, 3 nodes +30% .. +78% (worst on
+ * 2 nodes, where few tree edges cross the network but every level is charged as if they all did);
+ * llama3 across pods (every edge at the 1:7 cross-pod share) +33% .. +130%.
  */
 import type { Op, Program, Region } from '../../runtime/ir.js';
 import type { Topology } from '../../runtime/topology.js';
 import { blocks, inputRegion, outputRegion, type Algorithm, type CollSpec } from '../types.js';
+import { slowestCrossed, type Traffic } from '../basic/common.js';
 import { log2floor, singleRankCost, singleRankProgram } from './common.js';
 
 /** Chunk target of the pipeline, bytes. */
@@ -85,6 +91,12 @@ export function inorderParent(k: number, p: number): number {
 }
 
 export interface TreeRole { parent: number; children: number[] }
+
+/** The edges of both trees (child -> parent), as a traffic pattern (basic/common.ts). */
+const treeTraffic = (p: number): Traffic => ({
+  key: `double tree ${p}`,
+  *pairs() { for (const roles of doubleTree(p)) for (let r = 0; r < p; r++) if (roles[r]!.parent >= 0) yield [r, roles[r]!.parent]; },
+});
 
 /**
  * Roles of every rank in trees A (t = 0) and B (t = 1): parent rank (-1 at the root) and children
@@ -159,7 +171,9 @@ export const treeAllreduce: Algorithm = {
     if (p === 1) return singleRankCost(spec, topo);
     const K = treeChunks(c, topo.data.scale ?? 1);
     const s = Math.ceil(Math.ceil(c / 2) / K) * 4;
-    const l = topo.p > topo.data.gpusPerNode ? topo.data.links[topo.data.inter]! : topo.data.links[topo.data.intra]!;
+    // the slowest link class the trees' edges cross (inter-node on multi-node presets, cross-pod
+    // across llama3 pods; on flat and one node: the one link)
+    const l = p > topo.data.gpusPerNode ? slowestCrossed(topo, treeTraffic(p)) : topo.data.links[topo.data.intra]!;
     const alpha = l.alpha;
     const b = s / l.bw, g = s * topo.data.gamma, d = spec.op === 'avg' ? s * topo.data.delta : 0;
     const H = log2floor(p);

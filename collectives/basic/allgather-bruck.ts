@@ -13,7 +13,7 @@
 import type { Op, Program } from '../../runtime/ir.js';
 import type { Topology } from '../../runtime/topology.js';
 import { inputRegion, type Algorithm, type CollSpec } from '../types.js';
-import { by, ceilLog2, copy, costParams, mod, out, recv, send, tmp } from './common.js';
+import { by, ceilLog2, copy, costParams, mod, out, recv, send, tmp, traffic } from './common.js';
 
 export const bruckAllgather: Algorithm = {
   coll: 'allgather',
@@ -51,7 +51,7 @@ export const bruckAllgather: Algorithm = {
   },
   cost(spec: CollSpec, topo: Topology): number {
     const { p, count: c, inPlace } = spec;
-    const { a, B, D } = costParams(topo);
+    const { a, B, D } = costParams(topo, traffic.powersOfTwo(p));
     const m = by(c);
     if (p === 1) return inPlace ? 0 : m * D;
     const L = ceilLog2(p);

@@ -26,7 +26,7 @@
 import type { Op, Program } from '../../runtime/ir.js';
 import type { Topology } from '../../runtime/topology.js';
 import { inputRegion, sub, type Algorithm, type CollSpec } from '../types.js';
-import { by, copy, costParams, floorPow2, FoldMap, msb, out, recv, send } from './common.js';
+import { by, copy, costParams, floorPow2, FoldMap, msb, out, recv, send, traffic } from './common.js';
 
 export const rdAllgather: Algorithm = {
   coll: 'allgather',
@@ -81,7 +81,7 @@ export const rdAllgather: Algorithm = {
   },
   cost(spec: CollSpec, topo: Topology): number {
     const { p, count: c, inPlace } = spec;
-    const { a, B, D } = costParams(topo);
+    const { a, B, D } = costParams(topo, traffic.butterfly(p, c));
     const m = by(c);
     const cp = inPlace ? 0 : m * D;
     if (p === 1) return cp;

@@ -8,11 +8,14 @@
  *   T = max(m D [out-of-place only], a + m B) + (p-2)(a + m B)
  *     = (p-1) a + (p-1)/p n B   (n = p m, the textbook form, when m D <= a + m B)
  *   p = 1: m D out-of-place, 0 in-place.
+ * Multi-node and pods (hops differ): the ring estimate of collectives/ringtime.ts (slowest port,
+ * chain of mean hops); measured against the simulator in test/protocols.test.ts.
  */
 import type { Op, Program } from '../../runtime/ir.js';
 import type { Topology } from '../../runtime/topology.js';
 import { inputRegion, type Algorithm, type CollSpec } from '../types.js';
-import { by, copy, costParams, mod, out, recv, send } from './common.js';
+import { ringHops, ringTimeEstimate } from '../ringtime.js';
+import { by, copy, mod, out, recv, send } from './common.js';
 
 export const ringAllgather: Algorithm = {
   coll: 'allgather',
@@ -42,10 +45,11 @@ export const ringAllgather: Algorithm = {
   },
   cost(spec: CollSpec, topo: Topology): number {
     const { p, count: c, inPlace } = spec;
-    const { a, B, D } = costParams(topo);
     const m = by(c);
-    const cp = inPlace ? 0 : m * D;
+    const cp = inPlace ? 0 : m * topo.data.delta;
     if (p === 1) return cp;
-    return Math.max(cp, a + m * B) + (p - 2) * (a + m * B);
+    // the recurrence of collectives/ringtime.ts with K = 1: on flat exactly the formula above;
+    // with unlike hops (multi-node, pods) its three-path estimate
+    return ringTimeEstimate(ringHops(topo, p, (l) => m / l.bw), p - 1, 1, () => 0, 0, cp);
   },
 };

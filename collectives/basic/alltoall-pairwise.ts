@@ -20,7 +20,7 @@
 import type { Op, Program } from '../../runtime/ir.js';
 import type { Topology } from '../../runtime/topology.js';
 import { inputRegion, sub, type Algorithm, type CollSpec } from '../types.js';
-import { by, copy, costParams, mod, out, recv, send, tmp } from './common.js';
+import { by, copy, costParams, mod, out, recv, send, tmp, traffic } from './common.js';
 
 export const pairwiseAlltoall: Algorithm = {
   coll: 'alltoall',
@@ -60,7 +60,7 @@ export const pairwiseAlltoall: Algorithm = {
   },
   cost(spec: CollSpec, topo: Topology): number {
     const { p, count: c, inPlace } = spec;
-    const { a, B, D } = costParams(topo);
+    const { a, B, D } = costParams(topo, traffic.allPairs(p));
     const m = by(c);
     const step = a + m * B;
     if (p === 1) return inPlace ? 0 : m * D;

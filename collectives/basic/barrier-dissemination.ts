@@ -7,7 +7,7 @@
 import type { Op, Program } from '../../runtime/ir.js';
 import type { Topology } from '../../runtime/topology.js';
 import type { Algorithm, CollSpec } from '../types.js';
-import { ceilLog2, costParams, mod, out, recv, send } from './common.js';
+import { ceilLog2, costParams, mod, out, recv, send, traffic } from './common.js';
 
 export const disseminationBarrier: Algorithm = {
   coll: 'barrier',
@@ -25,6 +25,6 @@ export const disseminationBarrier: Algorithm = {
     return progs;
   },
   cost(spec: CollSpec, topo: Topology): number {
-    return ceilLog2(spec.p) * costParams(topo).a;
+    return ceilLog2(spec.p) * costParams(topo, traffic.powersOfTwo(spec.p)).a;
   },
 };

@@ -17,7 +17,7 @@
 import type { Op, Program } from '../../runtime/ir.js';
 import type { Topology } from '../../runtime/topology.js';
 import { inputRegion, outputRegion, type Algorithm, type CollSpec } from '../types.js';
-import { by, ceilLog2, copy, costParams, maxPopLE, mod, msb, recv, send } from './common.js';
+import { by, ceilLog2, copy, costParams, maxPopLE, mod, msb, recv, send, traffic } from './common.js';
 
 export const binomialBroadcast: Algorithm = {
   coll: 'broadcast',
@@ -46,7 +46,7 @@ export const binomialBroadcast: Algorithm = {
   },
   cost(spec: CollSpec, topo: Topology): number {
     const { p, count: c, inPlace } = spec;
-    const { a, B, D } = costParams(topo);
+    const { a, B, D } = costParams(topo, traffic.binomial(p, spec.root));
     const n = by(c);
     const cp = inPlace ? 0 : n * D;
     if (p === 1) return cp;

@@ -16,7 +16,7 @@
 import type { Op, Program } from '../../runtime/ir.js';
 import type { Topology } from '../../runtime/topology.js';
 import { inputRegion, outputRegion, type Algorithm, type CollSpec } from '../types.js';
-import { by, ceilLog2, copy, costParams, lsb, mod, recvReduce, scale, send } from './common.js';
+import { by, ceilLog2, copy, costParams, lsb, mod, recvReduce, scale, send, traffic } from './common.js';
 
 /** R(q) of the header: finishing time of a binomial reduce over q ranks. */
 export function binomialReduceTime(q: number, X: number, g: number): number {
@@ -55,7 +55,7 @@ export const binomialReduce: Algorithm = {
   },
   cost(spec: CollSpec, topo: Topology): number {
     const { p, count: c, inPlace, op } = spec;
-    const { a, B, G, D } = costParams(topo);
+    const { a, B, G, D } = costParams(topo, traffic.binomial(p, spec.root));
     const n = by(c);
     const sc = op === 'avg' ? n * D : 0;
     if (p === 1) return (inPlace ? 0 : n * D) + sc;

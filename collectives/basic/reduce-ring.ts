@@ -9,11 +9,14 @@
  *   T = (p-1)(a + b B + b G) [+ b D for avg] + a + b B
  *     = p a + (p-1)/p n (B + G) + n/p B  when p divides c
  *   p = 1: n D (out-of-place copy) [+ n D for avg].
+ * Multi-node and pods: the reduce-scatter by the ring estimate of collectives/ringtime.ts, the gather
+ * at the slowest pair to the root; measured in test/protocols.test.ts.
  */
 import type { Op, Program, Region } from '../../runtime/ir.js';
 import type { Topology } from '../../runtime/topology.js';
 import { blocks, inputRegion, outputRegion, sub, type Algorithm, type CollSpec } from '../types.js';
-import { by, copy, costParams, mod, recv, recvReduce, scale, send } from './common.js';
+import { ringHops, ringTimeEstimate } from '../ringtime.js';
+import { by, copy, mod, recv, recvReduce, scale, send } from './common.js';
 
 export const ringReduce: Algorithm = {
   coll: 'reduce',
@@ -48,9 +51,15 @@ export const ringReduce: Algorithm = {
   },
   cost(spec: CollSpec, topo: Topology): number {
     const { p, count: c, inPlace, op } = spec;
-    const { a, B, G, D } = costParams(topo);
+    const { gamma: G, delta: D } = topo.data;
     if (p === 1) return (inPlace ? 0 : by(c) * D) + (op === 'avg' ? by(c) * D : 0);
     const b = by(Math.ceil(c / p));
-    return (p - 1) * (a + b * B + b * G) + (op === 'avg' ? b * D : 0) + a + b * B;
+    const sc = op === 'avg' ? b * D : 0;
+    // reduce-scatter: collectives/ringtime.ts (exact on flat, an estimate with unlike hops); gather:
+    // the slowest pair to the root
+    const rs = ringTimeEstimate(ringHops(topo, p, (l) => b / l.bw), p - 1, 1, (s) => b * G + (s === p - 2 ? sc : 0), 0, 0);
+    let gather = 0;
+    for (let r = 0; r < p; r++) if (r !== spec.root) { const l = topo.link(r, spec.root); gather = Math.max(gather, l.alpha + b / l.bw); }
+    return rs + gather;
   },
 };

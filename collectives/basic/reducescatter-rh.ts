@@ -31,7 +31,7 @@
 import type { Op, Program, Region } from '../../runtime/ir.js';
 import type { Topology } from '../../runtime/topology.js';
 import { inputRegion, outputRegion, sub, type Algorithm, type CollSpec } from '../types.js';
-import { by, copy, costParams, floorPow2, FoldMap, msb, out, recv, recvReduce, scale, send, tmp } from './common.js';
+import { by, copy, costParams, floorPow2, FoldMap, msb, out, recv, recvReduce, scale, send, tmp, traffic } from './common.js';
 
 export const rhReducescatter: Algorithm = {
   coll: 'reducescatter',
@@ -83,7 +83,7 @@ export const rhReducescatter: Algorithm = {
   },
   cost(spec: CollSpec, topo: Topology): number {
     const { p, count: c, inPlace, op } = spec;
-    const { a, B, G, D } = costParams(topo);
+    const { a, B, G, D } = costParams(topo, traffic.butterfly(p, c));
     const m = by(c);
     const sc = op === 'avg' ? m * D : 0;
     if (p === 1) return (inPlace ? 0 : m * D) + sc;

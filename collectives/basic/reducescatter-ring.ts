@@ -9,11 +9,14 @@
  *   T = (p-1)(a + m B + m G) [+ m D for avg]
  *     = (p-1) a + (p-1)/p n B + (p-1)/p n G   (n = p m, textbook)
  *   p = 1: m D (out-of-place copy) [+ m D for avg].
+ * Multi-node and pods (hops differ): the ring estimate of collectives/ringtime.ts; measured in
+ * test/protocols.test.ts.
  */
 import type { Op, Program, Region } from '../../runtime/ir.js';
 import type { Topology } from '../../runtime/topology.js';
 import { inputRegion, outputRegion, sub, type Algorithm, type CollSpec } from '../types.js';
-import { by, copy, costParams, mod, out, recvReduce, scale, send, tmp } from './common.js';
+import { ringHops, ringTimeEstimate } from '../ringtime.js';
+import { by, copy, mod, out, recvReduce, scale, send, tmp } from './common.js';
 
 export const ringReducescatter: Algorithm = {
   coll: 'reducescatter',
@@ -50,10 +53,12 @@ export const ringReducescatter: Algorithm = {
   },
   cost(spec: CollSpec, topo: Topology): number {
     const { p, count: c, inPlace, op } = spec;
-    const { a, B, G, D } = costParams(topo);
+    const { gamma: G, delta: D } = topo.data;
     const m = by(c);
     const sc = op === 'avg' ? m * D : 0;
     if (p === 1) return (inPlace ? 0 : m * D) + sc;
-    return (p - 1) * (a + m * B + m * G) + sc;
+    // collectives/ringtime.ts with K = 1: on flat exactly (p-1)(a + mB + mG) + sc; with unlike hops
+    // (multi-node, pods) its three-path estimate
+    return ringTimeEstimate(ringHops(topo, p, (l) => m / l.bw), p - 1, 1, (s) => m * G + (s === p - 2 ? sc : 0), 0, 0);
   },
 };

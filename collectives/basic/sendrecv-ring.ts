@@ -10,7 +10,7 @@
 import type { Op, Program } from '../../runtime/ir.js';
 import type { Topology } from '../../runtime/topology.js';
 import { inputRegion, outputRegion, type Algorithm, type CollSpec } from '../types.js';
-import { by, copy, costParams, mod, recv, send, tmp } from './common.js';
+import { by, copy, costParams, mod, recv, send, tmp, traffic } from './common.js';
 
 export const ringSendrecv: Algorithm = {
   coll: 'sendrecv',
@@ -39,7 +39,7 @@ export const ringSendrecv: Algorithm = {
   },
   cost(spec: CollSpec, topo: Topology): number {
     const { p, count: c, inPlace } = spec;
-    const { a, B, D } = costParams(topo);
+    const { a, B, D } = costParams(topo, traffic.ring(p));
     const m = by(c);
     if (p === 1) return inPlace ? 0 : m * D;
     return (inPlace ? m * D : 0) + a + m * B;

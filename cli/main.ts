@@ -14,6 +14,7 @@ import { footerLines, formatRow, headerLines, jsonRows, parseBytes, runBench, ru
 import { registerCalibrate } from './calibrate.js';
 import { registerPipeline } from './pipeline.js';
 import { registerTrain } from './train.js';
+import { PredictError, registerPredictCommands } from './predict.js';
 import { MeshError } from '../parallelism/mesh.js';
 import { ConfigError } from '../parallelism/model/config.js';
 import { KernelError } from '../parallelism/model/kernels.js';
@@ -38,10 +39,13 @@ const bytesArg = (what: string) => (v: string) => {
   }
 };
 
-interface TopoFlags { topology: string; ranks?: number; nodes?: number; linkBw?: number; linkLatency?: number; reduceBw?: number; gpu?: string; memCapacity?: number; torus?: string }
+interface TopoFlags { topology: string; ranks?: number; nodes?: number; linkBw?: number; linkLatency?: number; reduceBw?: number; gpu?: string; memCapacity?: number; torus?: string; oversubscription?: number; podSize?: number }
 
 function topoFrom(f: TopoFlags) {
-  const o: TopologyOptions = { ranks: f.ranks, nodes: f.nodes, linkBw: f.linkBw, linkLatency: f.linkLatency, reduceBw: f.reduceBw, gpu: f.gpu, memCapacity: f.memCapacity, torus: f.torus };
+  const o: TopologyOptions = {
+    ranks: f.ranks, nodes: f.nodes, linkBw: f.linkBw, linkLatency: f.linkLatency, reduceBw: f.reduceBw, gpu: f.gpu, memCapacity: f.memCapacity, torus: f.torus,
+    spineOversubscription: f.oversubscription, podSize: f.podSize,
+  };
   return makeTopology(f.topology, o);
 }
 
@@ -50,6 +54,8 @@ function addTopoOptions(c: Command): Command {
     .option('--ranks <N>', 'number of ranks (simulated GPUs)', num('--ranks', true))
     .option('--topology <NAME|FILE>', `topology preset (${TOPOLOGY_PRESETS.join(', ')}) or a JSON file`, 'hgx-h100')
     .option('--nodes <K>', 'nodes for hgx-h100 / dgx-a100 (8 GPUs each), racks for gb200-nvl72 (72 each)', num('--nodes', true))
+    .option('--oversubscription <S>', 'hgx-h100 / dgx-a100 / llama3: spine (llama3: between pods) oversubscription 1:S, charged as the per-GPU share under full load', num('--oversubscription'))
+    .option('--pod-size <N>', 'llama3: GPUs per pod (default 3072)', num('--pod-size', true))
     .option('--torus <AxBxC>', 'TPU presets: slice shape, e.g. 4x4x8 (3D) or 8x8 (2D); axis suffix w/m forces/removes the wraparound')
     .option('--link-bw <GB/s>', 'flat: link bandwidth per direction', num('--link-bw'))
     .option('--link-latency <us>', 'flat: link latency', num('--link-latency'))
@@ -163,7 +169,7 @@ export function buildProgram(): Command {
     const t = topoFrom(f);
     console.log(t.describe());
     for (const [i, l] of t.data.links.entries()) {
-      console.log(`  link class ${i}: ${l.name.padEnd(10)} ${(l.bw / 1e9).toString().padStart(6)} GB/s  ${(l.alpha * 1e6).toString().padStart(5)} us`);
+      console.log(`  link class ${i}: ${l.name.padEnd(10)} ${String(+(l.bw / 1e9).toPrecision(4)).padStart(6)} GB/s  ${(l.alpha * 1e6).toString().padStart(5)} us`);
     }
     console.log(`  reduce cost ${(t.gamma * 1e12).toFixed(3)} ps/B, copy cost ${(t.delta * 1e12).toFixed(3)} ps/B, memory ${t.data.memCapacity / 1e9} GB per rank`);
   });
@@ -171,6 +177,7 @@ export function buildProgram(): Command {
   registerCalibrate(program); // collemu calibrate <nccl-tests-output.txt>: fit link alpha/bandwidth (cli/calibrate.ts)
   registerPipeline(program); // collemu pipeline: pipeline schedules as data (cli/pipeline.ts)
   registerTrain(program); // collemu train: parallel training with parity (cli/train.ts)
+  registerPredictCommands(program); // collemu predict / plan: step time, MFU, memory at scale (cli/predict.ts)
 
   program
     .command('tour')
@@ -197,7 +204,7 @@ export async function main(argv: string[]): Promise<number> {
       return 2; // commander already printed the message
     }
     const err = e as Error;
-    const userErrors = [UsageError, TopologyError, AlgorithmError, IRError, OutOfMemoryError, MeshError, ConfigError, KernelError, ScheduleError, TrainConfigError, TrainOutOfMemory];
+    const userErrors = [UsageError, TopologyError, AlgorithmError, IRError, OutOfMemoryError, MeshError, ConfigError, KernelError, ScheduleError, TrainConfigError, TrainOutOfMemory, PredictError];
     if (userErrors.some((c) => err instanceof c) || err.message.startsWith('emulation limit')) {
       process.stderr.write(`collemu: error: ${err.message}\n`);
       return 2;

@@ -3,6 +3,8 @@ import { makeTopology } from '../runtime/topology.js';
 import { runTraining } from '../parallelism/train/train.js';
 import { footerLines, formatRow, headerLines, runBench } from './bench.js';
 import { formatTrain } from './train.js';
+import { predictStep } from '../parallelism/predict/index.js';
+import { predictionLines } from './predict.js';
 
 export interface TourPart {
   title: string;
@@ -42,6 +44,28 @@ export const TOUR_PARTS: TourPart[] = [
           continue;
         }
         log(lines[i]);
+      }
+    },
+  },
+  {
+    title: 'Llama 3 405B on 16,384 H100s: predicted step time, MFU and memory (published: 41% MFU)',
+    async run(log) {
+      log('  The analytic step model prices every collective of the step on the link classes its process group crosses');
+      log('  (TP inside a node on NVLink, DP across pods at 1:7), runs the pipeline schedule on the simulator and adds');
+      log('  compute from the GEMM shapes. Same as: collemu predict --model llama3-405b --gpu h100 --gpus 16384');
+      log('  --cluster llama3 --tp 8 --pp 16 --dp 128 --seq 8192 --global-batch 2048 --zero 1 --sequence-parallel --vpp 8');
+      log();
+      const p = predictStep({
+        model: 'llama3-405b', gpu: 'h100', gpus: 16384, cluster: 'llama3', tp: 8, pp: 16, dp: 128, seq: 8192, globalBatch: 2048,
+        zero: 1, sequenceParallel: true, vpp: 8,
+      });
+      const lines = predictionLines(p);
+      // the headline and the breakdown; the per-collective detail is in `collemu predict`
+      const end = lines.findIndex((l) => l.trim().startsWith('pipeline:'));
+      for (const l of lines.slice(0, end < 0 ? lines.length : end)) log(l);
+      if (!p.fits_in_memory) {
+        log('  (memory: the activation model (Korthikanti et al. 2022, for SwiGLU and GQA) puts this layout above the usable');
+        log('   HBM, although Llama 3 trained it: it is more generous than Llama 3\'s implementation; see README, predict)');
       }
     },
   },

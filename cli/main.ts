@@ -15,6 +15,7 @@ import { registerCalibrate } from './calibrate.js';
 import { registerPipeline } from './pipeline.js';
 import { registerTrain } from './train.js';
 import { PredictError, registerPredictCommands } from './predict.js';
+import { registerScenarioCommands } from './scenario.js';
 import { MeshError } from '../parallelism/mesh.js';
 import { ConfigError } from '../parallelism/model/config.js';
 import { KernelError } from '../parallelism/model/kernels.js';
@@ -178,6 +179,7 @@ export function buildProgram(): Command {
   registerPipeline(program); // collemu pipeline: pipeline schedules as data (cli/pipeline.ts)
   registerTrain(program); // collemu train: parallel training with parity (cli/train.ts)
   registerPredictCommands(program); // collemu predict / plan: step time, MFU, memory at scale (cli/predict.ts)
+  registerScenarioCommands(program); // collemu scenario list / run NAME (cli/scenario.ts)
 
   program
     .command('tour')

@@ -206,10 +206,14 @@ describe('process groups on the cluster topology (mesh order [TP, CP, PP, DP])',
     expect(mixed.topo.data.gpusPerNode).toBe(2);
   });
 
-  it('Llama 3 cluster: a DP group spanning pods crosses the 1:7 level; few members per pod share the uplink', () => {
+  it('Llama 3 cluster: a DP group spanning pods crosses the 1:7 level (priced as the worst group of its shape); few members per pod share the uplink', () => {
     const c = presetCluster('llama3', 16384);
-    const inPod = placeGroup(c, 'dp', 16, 128); // 2048 GPUs: inside one 3,072-GPU pod
+    const inPod = placeGroup(c, 'dp', 24, 128); // 3,072 GPUs: every such group inside one pod
     expect(inPod.crosses.some((x) => x.includes('between pods'))).toBe(false);
+    // 16 x 128 = 2,048 GPUs: rank 0's group fits in a pod, but the group starting at 2,048 straddles
+    // pods 0 and 1 (2,048 does not divide 3,072), and the step waits for the slowest group
+    const straddling = placeGroup(c, 'dp', 16, 128);
+    expect(straddling.crosses.some((x) => x.includes('between pods'))).toBe(true);
     const wide = placeGroup(c, 'dp', 128, 128); // Llama row 2: 24 members per pod
     expect(wide.crosses.some((x) => x.includes('between pods'))).toBe(true);
     expect(wide.topo.data.links[1]!.bw).toBeCloseTo(47e9, -3); // enough uplink for ring traffic

@@ -332,6 +332,36 @@ export function placeGroup(c: Cluster, dim: string, size: number, stride: number
   return g;
 }
 
+/**
+ * The widest span of any group of this shape: groups of n members at stride s start at
+ * q s n + j (j < s). Rank 0's group may sit inside a domain while another group of the same shape
+ * straddles two (e.g. tp 16 on 72-GPU racks: ranks 64..79): the step waits for the slowest group,
+ * so a group is priced as the worst one. Returns the span to use in levelOfSpan and whether some
+ * group straddles a level-0 domain that rank 0's group does not.
+ */
+function worstSpan(c: Cluster, n: number, s: number): { span: number; straddles: boolean } {
+  const span0 = (n - 1) * s;
+  let worst = span0;
+  let straddles = false;
+  for (let i = 0; i < c.levels.length - 1; i++) {
+    const D = c.levels[i]!.size;
+    if (!Number.isFinite(D) || span0 >= D) continue;
+    // does some group cross a boundary of this level although its span fits in a domain?
+    let crosses = false;
+    for (let base = 0; base < c.gpus && !crosses; base += s * n) {
+      for (let j = 0; j < s && base + j < c.gpus; j++) {
+        const b = base + j;
+        if (Math.floor(b / D) !== Math.floor((b + span0) / D)) { crosses = true; break; }
+      }
+    }
+    if (crosses) {
+      worst = Math.max(worst, D); // priced as crossing this level
+      if (i === 0) straddles = true;
+    }
+  }
+  return { span: worst, straddles };
+}
+
 function placeTreeGroup(c: Cluster, dim: string, n: number, s: number, pattern: Pattern): Group {
   const d = c.topo.data;
   const base = { gamma: d.gamma, delta: d.delta, gpu: d.gpu, memCapacity: d.memCapacity };
@@ -339,12 +369,14 @@ function placeTreeGroup(c: Cluster, dim: string, n: number, s: number, pattern: 
   if (n === 1) {
     return { dim, size: 1, stride: s, topo: new GroupTopology({ ...base, name: `${dim} group`, p: 1, gpusPerNode: 1, links: [{ name: l0.name, alpha: l0.alpha, bw: l0.bw }], intra: 0, inter: 0 }), crosses: [], perNode: 1 };
   }
+  const { span: wspan, straddles } = worstSpan(c, n, s);
   const span = (n - 1) * s;
-  const top = levelOfSpan(c, span);
-  // members per node: count on the group of rank 0 (exact; uneven -> undefined)
+  const top = levelOfSpan(c, wspan);
+  // members per node: count on the group of rank 0 (exact; uneven, or some group straddling nodes -> undefined)
   const g0 = Number.isFinite(l0.size) ? l0.size : Infinity;
   let perNode: number | undefined;
-  if (!Number.isFinite(g0) || span < g0) perNode = n;
+  if (straddles) perNode = undefined;
+  else if (!Number.isFinite(g0) || span < g0) perNode = n;
   else if (s >= g0) perNode = 1;
   else if (g0 % s === 0 && n % (g0 / s) === 0) perNode = g0 / s;
   else perNode = undefined;
@@ -358,6 +390,7 @@ function placeTreeGroup(c: Cluster, dim: string, n: number, s: number, pattern: 
     crosses.push(c.topo.data.links[c.topo.data.intra]!.name);
     if (span >= g0) crosses.push(c.topo.data.links[c.topo.data.inter]!.name);
   }
+  if (straddles && !crosses.includes(c.topo.data.links[c.topo.data.inter]!.name)) crosses.push(`${c.topo.data.links[c.topo.data.inter]!.name} (some groups straddle nodes)`);
   for (let i = 2; i <= top; i++) crosses.push(c.levels[i]!.name);
   if (top === 0) {
     return { dim, size: n, stride: s, topo: new GroupTopology({ ...base, name: `${dim} group`, p: n, gpusPerNode: n, links: [{ name: l0.name, alpha: l0.alpha, bw: l0.bw }], intra: 0, inter: 0 }), crosses, perNode: n };

@@ -44,6 +44,8 @@ export interface PlanInput {
   gradBytes?: number;
   /** called as candidates are evaluated (done, total) */
   progress?: (done: number, total: number, phase: string) => void;
+  /** search only layouts with at most these degrees (e.g. { pp: 1 }: no pipeline parallelism) */
+  limits?: { tp?: number; cp?: number; pp?: number };
 }
 
 export interface PlanResult {
@@ -90,8 +92,9 @@ export function plan(inp: PlanInput): PlanResult {
     cpComm: inp.cpComm, tpOverlap: inp.tpOverlap, gradBytes: inp.gradBytes, pipelineModel: 'formula',
   };
   const node = cluster.torus ? cluster.topo.torus!.dims[cluster.topo.torus!.dims.length - 1]! : Math.min(cluster.levels[0]!.size, N);
-  const tps = pow2upTo(Math.min(64, node, model.heads)).filter((t) => model.heads % t === 0 && model.ffn % t === 0 && (model.kvHeads % t === 0 || t % model.kvHeads === 0));
-  const cps = pow2upTo(32).filter((c) => inp.seq / c >= 1024 && inp.seq % (2 * c) === 0 || c === 1);
+  const lim = inp.limits ?? {};
+  const tps = pow2upTo(Math.min(64, node, model.heads, lim.tp ?? Infinity)).filter((t) => model.heads % t === 0 && model.ffn % t === 0 && (model.kvHeads % t === 0 || t % model.kvHeads === 0));
+  const cps = pow2upTo(Math.min(32, lim.cp ?? Infinity)).filter((c) => inp.seq / c >= 1024 && inp.seq % (2 * c) === 0 || c === 1);
   const recomputes: Recompute[] = attention === 'unfused' ? ['none', 'selective', 'full'] : ['none', 'full'];
 
   // ---- enumerate, screen by memory
@@ -101,14 +104,15 @@ export function plan(inp: PlanInput): PlanResult {
     for (const cp of cps) {
       if (N % (tp * cp) !== 0) continue;
       for (const pp of divisors(N / (tp * cp))) {
-        if (pp > model.layers) continue;
+        if (pp > model.layers || pp > (lim.pp ?? Infinity)) continue;
         const dp = N / (tp * cp * pp);
         if (inp.globalBatch % dp !== 0) continue;
         const perDp = inp.globalBatch / dp;
         for (const b of [1, 2, 4, 8]) {
           if (perDp % b !== 0) continue;
           const m = perDp / b;
-          const zeros = dp === 1 ? [0] : pp > 1 ? [1, 2] : [1, 2, 3];
+          // ZeRO-0 too: with fp32 gradients an AllReduce can beat ReduceScatter + AllGather where it fits
+          const zeros = dp === 1 ? [0] : pp > 1 ? [0, 1, 2] : [0, 1, 2, 3];
           const eps = isMoe(model) ? pow2upTo(dp).filter((e) => model.experts! % e === 0) : [1];
           const scheds: { schedule?: string; vpp: number }[] = [];
           if (pp === 1) scheds.push({ vpp: 1 });

@@ -40,12 +40,12 @@ const bytesArg = (what: string) => (v: string) => {
   }
 };
 
-interface TopoFlags { topology: string; ranks?: number; nodes?: number; linkBw?: number; linkLatency?: number; reduceBw?: number; gpu?: string; memCapacity?: number; torus?: string; oversubscription?: number; podSize?: number }
+interface TopoFlags { topology: string; ranks?: number; nodes?: number; linkBw?: number; linkLatency?: number; reduceBw?: number; gpu?: string; memCapacity?: number; torus?: string; oversubscription?: number; podSize?: number; ingress?: boolean }
 
 function topoFrom(f: TopoFlags) {
   const o: TopologyOptions = {
     ranks: f.ranks, nodes: f.nodes, linkBw: f.linkBw, linkLatency: f.linkLatency, reduceBw: f.reduceBw, gpu: f.gpu, memCapacity: f.memCapacity, torus: f.torus,
-    spineOversubscription: f.oversubscription, podSize: f.podSize,
+    spineOversubscription: f.oversubscription, podSize: f.podSize, ...(f.ingress ? { ingress: true } : {}),
   };
   return makeTopology(f.topology, o);
 }
@@ -62,7 +62,8 @@ function addTopoOptions(c: Command): Command {
     .option('--link-latency <us>', 'flat: link latency', num('--link-latency'))
     .option('--reduce-bw <GB/s>', 'modeled local reduce/copy throughput (0 = free); default: from the GPU HBM bandwidth (flat: free)', num('--reduce-bw'))
     .option('--gpu <NAME>', 'hardware profile: a100, h100, h200, b200, tpu-v4, tpu-v5p, tpu-v5e, tpu-v6e')
-    .option('--mem-capacity <bytes>', 'device memory per rank (scaled down), e.g. 2G', bytesArg('--mem-capacity'));
+    .option('--mem-capacity <bytes>', 'device memory per rank (scaled down), e.g. 2G', bytesArg('--mem-capacity'))
+    .option('--ingress', 'model receiver-side (ingress) contention: messages into a rank share its ingress port, in its receive order');
 }
 
 async function loadAlgoFile(file: string, coll: Collective): Promise<Algorithm> {

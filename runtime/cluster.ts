@@ -245,6 +245,8 @@ export class Cluster {
       const results = new Promise<RankResult[]>((res) => {
         this.pending.set(id, { results: new Array(this.p), left: this.p, resolve: res });
       });
+      // descriptor slots: one per message a pair carries per iteration (a multicast copy is a message
+      // of its own, to its own peer; a switch message to oneself uses the pair (r, r))
       const counts = new Int32Array(this.p * this.p);
       for (let r = 0; r < this.p; r++) for (const o of opts.programs[r]!) if (o.k === 'send') counts[r * this.p + o.peer]!++;
       const base: Omit<RunJob, 'program'> = {
@@ -325,8 +327,8 @@ export class Cluster {
           const seq = this.ctl[this.L.rank(r, R_WAIT_SEQ)]!;
           const op = describeOp(programs[r]![pc]);
           let what = STATE_NAMES[s] ?? `state ${s}`;
-          if (s === ST_RECV) what = `waits for message #${seq} from rank ${peer}`;
-          else if (s === ST_CONSUME) what = `waits for rank ${peer} to receive message #${seq} it sent (send buffer reuse)`;
+          if (s === ST_RECV) what = `waits for message #${seq} from ${peer === r ? 'itself (through the switch)' : `rank ${peer}`}`;
+          else if (s === ST_CONSUME) what = `waits for ${peer === r ? 'itself' : `rank ${peer}`} to receive message #${seq} it sent (send buffer reuse)`;
           else if (s === ST_SLOT) what = `waits for a free message slot towards rank ${peer}`;
           else if (s === ST_IDLE) what = 'finished its program';
           lines.push(`rank ${r} at op ${pc} (${op}): ${what}`);

@@ -69,6 +69,9 @@ export class ControlLayout {
 /**
  * Per-job descriptor slots: `base[pair]` is the first slot of the pair (src * p + dst), `count[pair]`
  * the number of messages it carries per iteration; slot of message seq = base + seq mod count.
+ * Switch operations (runtime/ir.ts) need nothing special: every multicast copy (`mc` send) is a
+ * message of its own pair with its own descriptor (the same arrival as the send it copies), and a
+ * rank's switch messages to itself use the diagonal pair (r, r), which has counters like any other.
  */
 export interface DescTable {
   /** Int32Array [base..., count...] over p*p pairs each */

@@ -18,7 +18,26 @@
  *    `compute` advances the clock by modeled work (flops, bytes) and may run a named kernel on data.
  *  - Ops run on one of two streams (compute, communication) with their own clocks; see StreamTag.
  * Op 'avg' reduces as 'sum'; algorithms append a `scale` by 1/p where the final values are produced.
+ *
+ * Switch operations (NVLink SHARP, "NVLS"; two flags, see SendOp.mc and RecvOp.net):
+ *  - MULTICAST: a `send` with `mc: true` is another delivery of the same wire transmission as the
+ *    previous op, which must be a send of the same region on the same stream (a run of sends: the
+ *    first one plain, the rest `mc`, all to distinct peers over the same egress port; the switch
+ *    replicates the data). The transmission is charged once, on the sender's egress port, by the
+ *    group's first send; every `mc` send has exactly its start and arrival times. Every peer
+ *    receives its copy with an ordinary `recv`, and the sender's region stays unwritable until
+ *    every copy has been consumed (the send-buffer rule, per message as always).
+ *  - IN-NETWORK REDUCTION: a message whose send and recv both carry `net: true` goes into the switch
+ *    to be reduced there. The sender's bytes are charged on its egress port like any send (the
+ *    switch must read every contributor's data); a `net` recv with `op` reduces with no GPU cost
+ *    (no gamma: the switch's ALUs do it). The data result is the same as a GPU reduction.
+ *  - A message to oneself (peer = own rank) exists only through the switch: a `net` send (the
+ *    switch reads the rank's own contribution) or an `mc` copy (the switch writes the multicast back
+ *    to its sender too, as multimem.st does); it is received with a `recv` from oneself, as usual.
+ * (collectives/protocols/nvls.ts builds NVLS AllReduce from these.)
  */
+
+import type { Topology } from './topology.js';
 
 export type BufName = 'in' | 'out' | 'tmp';
 export const BUF_NAMES: readonly BufName[] = ['in', 'out', 'tmp'];
@@ -47,8 +66,21 @@ export interface StreamTag {
 }
 export const N_STREAMS = 2;
 
-export interface SendOp extends StreamTag { k: 'send'; peer: number; src: Region }
-export interface RecvOp extends StreamTag { k: 'recv'; peer: number; dst: Region; op?: ReduceOp; acc?: Region }
+export interface SendOp extends StreamTag {
+  k: 'send'; peer: number; src: Region;
+  /**
+   * Multicast copy: the same wire transmission as the previous op (a send of the same region on the
+   * same stream and egress port, to another peer): not charged again, same start and arrival.
+   */
+  mc?: boolean;
+  /** Into the switch for an in-network reduction (the matching recv carries `net` too). */
+  net?: boolean;
+}
+export interface RecvOp extends StreamTag {
+  k: 'recv'; peer: number; dst: Region; op?: ReduceOp; acc?: Region;
+  /** The message was sent with `net`: with `op`, the switch reduces it (no GPU reduction cost). */
+  net?: boolean;
+}
 export interface CopyOp extends StreamTag { k: 'copy'; src: Region; dst: Region }
 export interface ReduceLocalOp extends StreamTag { k: 'reduce'; a: Region; b: Region; dst: Region; op: ReduceOp }
 export interface ScaleOp extends StreamTag { k: 'scale'; dst: Region; factor: number }
@@ -100,14 +132,19 @@ function checkRegion(r: Region, sizes: BufferSizes, rank: number, i: number, wha
 
 /**
  * Static validation of a set of per-rank programs: regions in bounds, peers valid, and every
- * send matched by a recv of the same length (FIFO per directed pair). It does not prove deadlock
- * freedom; executors detect deadlocks at run time.
+ * send matched by a recv of the same length (FIFO per directed pair), with the same `net` flag.
+ * Switch operations: an `mc` send follows a send of the same region on the same stream, to a peer
+ * not yet in its multicast group (and, given `topo`, over the same egress port); a rank sends to
+ * itself only with `net` or as an `mc` copy. It does not prove deadlock freedom; executors detect
+ * deadlocks at run time (and check the multicast rule again as they run).
  */
-export function validatePrograms(programs: Program[], sizes: BufferSizes[] | BufferSizes): void {
+export function validatePrograms(programs: Program[], sizes: BufferSizes[] | BufferSizes, topo?: Pick<Topology, 'port'>): void {
   const p = programs.length;
   const sizeOf = (r: number): BufferSizes => (Array.isArray(sizes) ? sizes[r]! : sizes);
+  // per directed pair, the messages in FIFO order: 2 x length + (net ? 1 : 0)
   const sendLens = new Map<number, number[]>();
   const recvLens = new Map<number, number[]>();
+  const group = new Set<number>();
   for (let r = 0; r < p; r++) {
     const prog = programs[r]!;
     const sz = sizeOf(r);
@@ -117,20 +154,40 @@ export function validatePrograms(programs: Program[], sizes: BufferSizes[] | Buf
       switch (o.k) {
         case 'send':
         case 'recv': {
-          if (!Number.isInteger(o.peer) || o.peer < 0 || o.peer >= p || o.peer === r) {
-            throw new IRError(`rank ${r} op ${i}: ${o.k} peer ${o.peer} is not another rank in 0..${p - 1}`);
+          if (!Number.isInteger(o.peer) || o.peer < 0 || o.peer >= p) {
+            throw new IRError(`rank ${r} op ${i}: ${o.k} peer ${o.peer} is not a rank in 0..${p - 1}`);
           }
+          if (o.net !== undefined && typeof o.net !== 'boolean') throw new IRError(`rank ${r} op ${i}: net must be a boolean`);
           const reg = o.k === 'send' ? o.src : o.dst;
           checkRegion(reg, sz, r, i, o.k === 'send' ? 'src' : 'dst');
           if (o.k === 'recv' && o.acc) {
             checkRegion(o.acc, sz, r, i, 'acc');
             if (o.acc.len !== o.dst.len) throw new IRError(`rank ${r} op ${i}: acc length ${o.acc.len} != dst length ${o.dst.len}`);
           }
+          if (o.k === 'send') {
+            if (o.mc !== undefined && typeof o.mc !== 'boolean') throw new IRError(`rank ${r} op ${i}: mc must be a boolean`);
+            if (o.mc) {
+              const prev = prog[i - 1];
+              if (o.net) throw new IRError(`rank ${r} op ${i}: a send is either a multicast copy (mc) or a contribution to an in-network reduction (net), not both`);
+              if (!prev || prev.k !== 'send') throw new IRError(`rank ${r} op ${i}: multicast copy (mc) to rank ${o.peer} does not follow a send`);
+              const a = prev.src, b = o.src;
+              if (a.buf !== b.buf || a.off !== b.off || a.len !== b.len) {
+                throw new IRError(`rank ${r} op ${i}: multicast copy (mc) sends ${b.buf}[${b.off}..${b.off + b.len}), the previous send ${a.buf}[${a.off}..${a.off + a.len})`);
+              }
+              if ((prev.s ?? 0) !== (o.s ?? 0)) throw new IRError(`rank ${r} op ${i}: multicast copy (mc) on another stream than the send it copies`);
+              if (group.has(o.peer)) throw new IRError(`rank ${r} op ${i}: multicast group sends to rank ${o.peer} twice`);
+              if (topo && topo.port(r, o.peer) !== topo.port(r, prev.peer)) {
+                throw new IRError(`rank ${r} op ${i}: multicast copy (mc) to rank ${o.peer} leaves through another egress port than the send it copies (to rank ${prev.peer})`);
+              }
+            } else group.clear();
+            group.add(o.peer);
+            if (o.peer === r && !o.net && !o.mc) throw new IRError(`rank ${r} op ${i}: send to itself (a rank sends to itself only through the switch: net or mc)`);
+          }
           const key = o.k === 'send' ? r * p + o.peer : o.peer * p + r;
           const m = o.k === 'send' ? sendLens : recvLens;
           let arr = m.get(key);
           if (!arr) m.set(key, (arr = []));
-          arr.push(reg.len);
+          arr.push(2 * reg.len + (o.net ? 1 : 0));
           break;
         }
         case 'copy':
@@ -170,8 +227,12 @@ export function validatePrograms(programs: Program[], sizes: BufferSizes[] | Buf
       throw new IRError(`rank ${src} sends ${sends.length} message(s) to rank ${dst}, which receives ${recvs.length} from it`);
     }
     for (let j = 0; j < sends.length; j++) {
-      if (sends[j] !== recvs[j]) {
-        throw new IRError(`message #${j} from rank ${src} to rank ${dst}: send length ${sends[j]} != recv length ${recvs[j]}`);
+      const a = sends[j]!, b = recvs[j]!;
+      if (Math.floor(a / 2) !== Math.floor(b / 2)) {
+        throw new IRError(`message #${j} from rank ${src} to rank ${dst}: send length ${Math.floor(a / 2)} != recv length ${Math.floor(b / 2)}`);
+      }
+      if (a % 2 !== b % 2) {
+        throw new IRError(`message #${j} from rank ${src} to rank ${dst}: ${a % 2 ? 'sent with' : 'sent without'} net, received ${b % 2 ? 'with' : 'without'} net (an in-network reduction flags both sides)`);
       }
     }
   }

@@ -14,7 +14,9 @@
 import { ELEM_BYTES, type BufName, type Op, type Program, type Region } from './ir.js';
 import { reduceJs, scaleJs } from './reduce.js';
 import { runComputeKernel } from './compute.js';
-import { enterStream, leaveStream, localTimes, recvTimes, sendOnLink, VClock } from './timing.js';
+import {
+  enterStream, gpuReduces, ingressArrival, ingressFolds, leaveStream, localTimes, multicastTimes, recvTimes, sendOnLink, VClock,
+} from './timing.js';
 import type { Topology } from './topology.js';
 import { KIND_CODES, TraceRecorder, type TraceEvent } from './trace.js';
 
@@ -60,8 +62,8 @@ export function describeOp(o: Op | undefined): string {
   if (!o) return 'end of program';
   const r = (x: Region) => `${x.buf}[${x.off}..${x.off + x.len})`;
   switch (o.k) {
-    case 'send': return `send ${r(o.src)} to rank ${o.peer}`;
-    case 'recv': return `recv${o.op ? `-${o.op}` : ''} into ${r(o.dst)} from rank ${o.peer}`;
+    case 'send': return `send ${r(o.src)} to rank ${o.peer}${o.mc ? ' (multicast copy of the previous send)' : ''}${o.net ? ' into the switch (in-network reduction)' : ''}`;
+    case 'recv': return `recv${o.op ? `-${o.op}` : ''} into ${r(o.dst)} from rank ${o.peer}${o.net ? (o.op ? ' (reduced in the switch)' : ' (through the switch)') : ''}`;
     case 'copy': return `copy ${r(o.src)} -> ${r(o.dst)}`;
     case 'reduce': return `reduce-${o.op} ${r(o.a)}, ${r(o.b)} -> ${r(o.dst)}`;
     case 'scale': return `scale ${r(o.dst)} by ${o.factor}`;
@@ -88,6 +90,8 @@ function grow64(a: F64, n: number): F64 {
   b.set(a);
   return b;
 }
+
+const sameRegion = (a: Region | undefined, b: Region): boolean => a !== undefined && a.buf === b.buf && a.off === b.off && a.len === b.len;
 
 /** 0, 1, 2 for 'in', 'out', 'tmp' */
 const bufCode = (b: BufName): number => (b === 'out' ? 1 : b === 'in' ? 0 : 2);
@@ -144,13 +148,22 @@ export function simulate(opts: SimulateOptions): SimulateResult {
   // timing module works on one VClock, loaded from and stored back to F around each run of a rank.
   // Then, at F[r*FS+BB+2b] and F[r*FS+BB+2b+1], bounds [lo, hi) of what the rank's unconsumed sends
   // cover in buffer b (a superset: a write outside them cannot overlap one, and needs no scan)
-  // and the other stream's clock (VClock.t1) at F[r*FS+BB+6]
+  // and the other stream's clock (VClock.t1) at F[r*FS+BB+6]; at F[r*FS+LS..LS+3] the rank's last
+  // send: its start and arrival (a multicast copy repeats them), op index and egress port (the
+  // multicast rule's check); with ingress contention, ingress port k's free time at F[r*FS+IB+k].
+  const ingress = topo.data.ingress === true;
   const BB = 1 + nPorts;
-  const FS = BB + 7;
+  const LS = BB + 7;
+  const IB = LS + 4;
+  const FS = IB + (ingress ? nPorts : 0);
   const F = new Float64Array(p * FS);
+  for (let r = 0; r < p; r++) F[r * FS + LS + 2] = -2;
   const vc = new VClock(nPorts);
   const pf = vc.portFree;
+  const ipf = vc.ingressFree;
   const links = topo.data.links;
+  // the region of each rank's last send (multicast rule check)
+  const lastSrc: (Region | undefined)[] = new Array(p);
 
   // directed pairs by id (src*p+dst -> id, given on first use): counters and the FIFO of messages
   // in flight; a rank's outgoing pairs are linked from R_PAIRS through P_SRC_NEXT
@@ -158,6 +171,8 @@ export function simulate(opts: SimulateOptions): SimulateResult {
   let nPairs = 0;
   let pairCap = 256;
   let P: I32 = new Int32Array(pairCap * PS);
+  // with ingress contention: each pair's ingress port at the receiver
+  let PI: I32 = new Int32Array(ingress ? pairCap : 0);
   // messages in flight, in a slab (free slots linked through M_NEXT); msgSrc[m] = the sent region
   // (data mode only). They are also the sends not yet consumed, which the send-buffer rule needs.
   let msgCap = 1024;
@@ -218,6 +233,7 @@ export function simulate(opts: SimulateOptions): SimulateResult {
     vc.t = F[fb]!;
     vc.t1 = F[fb + BB + 6]!;
     for (let k = 0; k < nPorts; k++) pf[k] = F[fb + 1 + k]!;
+    if (ingress) for (let k = 0; k < nPorts; k++) ipf[k] = F[fb + IB + k]!;
     let stepAside = false;
     for (;;) {
       // send-buffer rule: an op that writes (recv, copy, reduce, scale: all into o.dst) waits while
@@ -296,11 +312,12 @@ export function simulate(opts: SimulateOptions): SimulateResult {
           const key = r * p + peer;
           let id = pairIds.get(key);
           if (id === undefined) {
-            if (nPairs === pairCap) { pairCap *= 2; P = grow32(P, pairCap * PS); }
+            if (nPairs === pairCap) { pairCap *= 2; P = grow32(P, pairCap * PS); if (ingress) PI = grow32(PI, pairCap); }
             id = nPairs++;
             const qb = id * PS;
             P[qb + P_DST] = peer; P[qb + P_QHEAD] = -1; P[qb + P_QTAIL] = -1;
             P[qb + P_CLASS] = topo.classOf(r, peer); P[qb + P_PORT] = topo.port(r, peer);
+            if (ingress) PI[id] = topo.ingressPort(r, peer);
             P[qb + P_SRC_NEXT] = S[rb + R_PAIRS]!;
             S[rb + R_PAIRS] = id;
             pairIds.set(key, id);
@@ -312,7 +329,22 @@ export function simulate(opts: SimulateOptions): SimulateResult {
         const src = o.src;
         const bytes = src.len * ELEM_BYTES;
         const qb = pr * PS;
-        const st = sendOnLink(vc, links[P[qb + P_CLASS]!]!, P[qb + P_PORT]!, bytes);
+        const port = P[qb + P_PORT]!;
+        const ls = fb + LS;
+        let st: [number, number];
+        if (o.mc === true) {
+          // a multicast copy: the previous op was a send of the same region over the same port
+          if (F[ls + 2] !== i - 1 || F[ls + 3] !== port || !sameRegion(lastSrc[r], src)) {
+            throw new Error(`rank ${r} op ${i}: multicast copy (mc) to rank ${peer} does not follow a send of the same region over the same egress port`);
+          }
+          vc.lastStart = F[ls]!; vc.lastArrival = F[ls + 1]!;
+          st = multicastTimes(vc);
+        } else {
+          st = sendOnLink(vc, links[P[qb + P_CLASS]!]!, port, bytes);
+          F[ls] = st[0]; F[ls + 1] = st[1];
+        }
+        F[ls + 2] = i; F[ls + 3] = port;
+        lastSrc[r] = src;
         const arrival = st[1];
         const seq = P[qb + P_POSTED]!;
         P[qb + P_POSTED] = seq + 1;
@@ -346,7 +378,8 @@ export function simulate(opts: SimulateOptions): SimulateResult {
           if (src.off < F[bb]!) F[bb] = src.off;
           if (src.off + src.len > F[bb + 1]!) F[bb + 1] = src.off + src.len;
         }
-        if (tracer) tracer.add(r, 0, peer, bytes, P[qb + P_CLASS]!, st[0], arrival, 0, 0, seq, 0, o.s ?? 0);
+        // (a multicast copy is traced with 0 wire bytes: the group's first send carried them)
+        if (tracer) tracer.add(r, 0, peer, o.mc === true ? 0 : bytes, P[qb + P_CLASS]!, st[0], arrival, 0, 0, seq, 0, o.s ?? 0);
         const pb = peer * RS;
         if (S[pb + R_WAIT_RECV] === r && !(S[pb + R_FLAGS]! & (F_QUEUED | F_DONE))) {
           // wake the receiver (bucket-queue insert, inlined here, below and at step-aside: a ReadyQueue
@@ -389,7 +422,9 @@ export function simulate(opts: SimulateOptions): SimulateResult {
         msgFree = m;
         const dstReg = o.dst;
         const bytes = dstReg.len * ELEM_BYTES;
-        const rt = recvTimes(vc, topo, MF[mb + M_ARRIVAL]!, bytes, !!o.op);
+        let arrival = MF[mb + M_ARRIVAL]!;
+        if (ingress) arrival = ingressArrival(vc, links[P[qb + P_CLASS]!]!, PI[pr]!, arrival, bytes, ingressFolds(o));
+        const rt = recvTimes(vc, topo, arrival, bytes, gpuReduces(o));
         if (data) {
           const src = view(peer, msgSrc[m]!);
           msgSrc[m] = undefined;
@@ -444,6 +479,7 @@ export function simulate(opts: SimulateOptions): SimulateResult {
     F[fb] = vc.t;
     F[fb + BB + 6] = vc.t1;
     for (let k = 0; k < nPorts; k++) F[fb + 1 + k] = pf[k]!;
+    if (ingress) for (let k = 0; k < nPorts; k++) F[fb + IB + k] = ipf[k]!;
     if (stepAside) {
       if (i >= bCap) { bCap = Math.max(2 * bCap, i + 1); bHead = grow32(bHead, bCap, -1); bTail = grow32(bTail, bCap, -1); }
       S[rb + R_BNEXT] = -1;
@@ -470,7 +506,8 @@ export function simulate(opts: SimulateOptions): SimulateResult {
     if (S[rb + R_WAIT_CONS]! >= 0) {
       pending.push(`rank ${r} at op ${i} (${describeOp(o)}): waits for rank ${S[rb + R_WAIT_CONS]} to receive a message it sent (send buffer reuse)`);
     } else {
-      pending.push(`rank ${r} at op ${i} (${describeOp(o)}): waits for a message from rank ${S[rb + R_WAIT_RECV]}`);
+      const from = S[rb + R_WAIT_RECV]!;
+      pending.push(`rank ${r} at op ${i} (${describeOp(o)}): waits for a message from ${from === r ? 'itself (through the switch)' : `rank ${from}`}`);
     }
   }
   if (pending.length) throw new DeadlockError(pending);

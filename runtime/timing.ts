@@ -14,9 +14,25 @@
  *    its stream's clock (executors call enterStream/leaveStream around it, which swap the clocks so
  *    the rules above always read `t`); `wait` raises a stream's clock to the other's. Ports are per
  *    rank, shared by both streams. A rank's time is the later of its two clocks.
+ *  - Switch operations (runtime/ir.ts): a multicast copy (send with `mc`) is the same transmission
+ *    as the send before it: multicastTimes() returns that send's [start, arrival] and charges no
+ *    port. A recv of a `net` message with `op` is reduced by the switch: no gamma (gpuReduces()).
+ *  - Ingress contention (opt-in: TopologyData.ingress). Each rank also has one ingress port per
+ *    egress port index (a link class's port; a torus: the direction the last hop comes from,
+ *    Topology.ingressPort). A message whose last byte arrives at A and whose transfer takes
+ *    w = bytes/B on that class has crossed the receiver's ingress at
+ *        E = max(A, ingressFree + w),   ingressFree := E,
+ *    and the receive completes at max(own clock, E) (then the reduction, if any). Only the receiver
+ *    updates its ingress ports, in the program order of its receives, not in arrival order (a
+ *    message received later in program order queues behind earlier-posted ones even if it arrived
+ *    first), so virtual time stays a function of program order. An uncontended message has
+ *    E = A (its wire time already spans [A - w, A]). A `net` recv with `op` has w = 0: its
+ *    contribution is folded into the switch's one result stream, whose bytes the group's first
+ *    (op-less) `net` recv carries. No backpressure: the sender's port and send-buffer rule are
+ *    unaffected (the switch buffers).
  * Nothing depends on wall-clock order, so the same programs give bit-identical times.
  */
-import type { Op } from './ir.js';
+import type { Op, RecvOp } from './ir.js';
 import { ELEM_BYTES } from './ir.js';
 import type { LinkClass, Topology } from './topology.js';
 
@@ -26,13 +42,22 @@ export class VClock {
   /** the other stream's clock (stream 1 while stream 0 runs, and the reverse inside enterStream) */
   t1 = 0;
   readonly portFree: Float64Array;
+  /** ingress ports' free times (used only when the topology models ingress contention) */
+  readonly ingressFree: Float64Array;
+  /** start and arrival of the last charged send (a multicast copy repeats them) */
+  lastStart = 0;
+  lastArrival = 0;
   constructor(nPorts: number) {
     this.portFree = new Float64Array(nPorts);
+    this.ingressFree = new Float64Array(nPorts);
   }
   reset(t0 = 0): void {
     this.t = t0;
     this.t1 = t0;
     this.portFree.fill(t0);
+    this.ingressFree.fill(t0);
+    this.lastStart = t0;
+    this.lastArrival = t0;
   }
   /** the rank's time: the later stream */
   get end(): number {
@@ -56,7 +81,42 @@ export function sendOnLink(c: VClock, link: LinkClass, port: number, bytes: numb
   const start = Math.max(c.t, c.portFree[port]!);
   const wireEnd = start + bytes / link.bw;
   c.portFree[port] = wireEnd;
-  return [start, wireEnd + link.alpha];
+  const arrival = wireEnd + link.alpha;
+  c.lastStart = start;
+  c.lastArrival = arrival;
+  return [start, arrival];
+}
+
+/**
+ * A multicast copy (send with `mc`): the same transmission as the last charged send, whose
+ * [start, arrival] it returns; no port is charged. (The caller checks that the previous op was a
+ * send of the same region over the same port.)
+ */
+export function multicastTimes(c: VClock): [number, number] {
+  return [c.lastStart, c.lastArrival];
+}
+
+/** Whether a receive costs a GPU reduction (gamma): it reduces, and not in the switch. */
+export function gpuReduces(o: RecvOp): boolean {
+  return o.op !== undefined && o.net !== true;
+}
+
+/**
+ * Ingress contention (TopologyData.ingress): the time a message arriving at `arrival` (last byte)
+ * over `link` has crossed the receiver's ingress port `port`, E = max(arrival, free + w) with
+ * w = bytes / bw (0 for a `net` recv with `op`: folded into the switch's result stream); updates
+ * the port. Call it in the receiver's program order, then recvTimes with E.
+ */
+export function ingressArrival(c: VClock, link: LinkClass, port: number, arrival: number, bytes: number, fold: boolean): number {
+  const f = fold ? c.ingressFree[port]! : c.ingressFree[port]! + bytes / link.bw;
+  const e = arrival > f ? arrival : f;
+  c.ingressFree[port] = e;
+  return e;
+}
+
+/** Whether a receive's bytes fold into a switch result stream (no ingress wire time of its own). */
+export function ingressFolds(o: RecvOp): boolean {
+  return o.net === true && o.op !== undefined;
 }
 
 /** Complete a receive of a message that arrives at `arrival`; returns [start, end]. */

@@ -3,7 +3,10 @@
  * port of the sender. Each rank has one egress port per link class it uses: a GPU's NVLink
  * bandwidth is shared by all its NVSwitch peers, and its NIC by all its off-node peers (one NIC per
  * GPU, rail-optimized). Sends through one port serialize in the sender's program order (see
- * runtime/timing.ts). Receiver-side (ingress) contention is not modeled in this two-level model.
+ * runtime/timing.ts). Receiver-side (ingress) contention is off by default; with
+ * TopologyData.ingress (TopologyOptions.ingress, JSON "ingress": true) each rank also has one
+ * ingress port per egress port index, and messages into one rank serialize on it in the receiver's
+ * program order (runtime/timing.ts ingressArrival; Topology.ingressPort).
  *
  * Presets:
  *  - flat:      every pair the same link, from --link-bw (GB/s) and --link-latency (us); one port.
@@ -149,6 +152,13 @@ export interface TopologyData {
    * GPU's one NIC). Ports are numbered 0..max without gaps.
    */
   portOfClass?: number[];
+  /**
+   * Model receiver-side (ingress) contention (default false): each rank has ingress ports indexed
+   * like its egress ports (ingressPort), and a message occupies the receiver's ingress port for
+   * bytes / bandwidth, in the receiver's program order of receives (runtime/timing.ts). The
+   * closed-form cost() formulas stay uncontended.
+   */
+  ingress?: boolean;
 }
 
 /** Which link classes a process group's traffic crosses (Topology.linkClassesOf). */
@@ -209,6 +219,7 @@ export class Topology {
       }
       if (!Number.isInteger(link) || link < 0 || link >= nl) throw new TopologyError(`pod link class ${link} is not one of the ${nl} link classes`);
     }
+    if (data.ingress !== undefined && typeof data.ingress !== 'boolean') throw new TopologyError(`ingress must be true or false (got ${JSON.stringify(data.ingress)})`);
     if (data.portOfClass) {
       const m = data.portOfClass;
       if (data.torus) throw new TopologyError('a torus has direction ports, not portOfClass');
@@ -297,6 +308,30 @@ export class Topology {
     return this.data.portOfClass ? this.data.portOfClass[c]! : c;
   }
   /**
+   * Ingress port of dst on which a message from src arrives (used with TopologyData.ingress): the
+   * index of the pair's link-class port, as port(); a torus: the direction port of the last hop of
+   * the route (dimension-order routing corrects the lowest differing axis first, so the last hop runs
+   * along the highest differing axis; a message travelling + arrives on dst's - side, port 2a + 1).
+   */
+  ingressPort(src: number, dst: number): number {
+    if (this.data.torus) {
+      for (let i = this.dims.length - 1; i >= 0; i--) {
+        const d = this.dims[i]!, st = this.strides[i]!;
+        const dc = (Math.floor(dst / st) % d) - (Math.floor(src / st) % d);
+        if (dc === 0) continue;
+        let up = dc > 0;
+        if (this.wrap[i]) {
+          const fwd = dc > 0 ? dc : dc + d; // hops going +
+          up = fwd <= d - fwd;
+        }
+        return 2 * i + (up ? 1 : 0);
+      }
+      return 0;
+    }
+    const c = this.classOf(src, dst);
+    return this.data.portOfClass ? this.data.portOfClass[c]! : c;
+  }
+  /**
    * Port names: the link class names (classes sharing a port: joined with '+'); a torus: +x, -x,
    * +y, -y, +z, -z (axes 0, 1, 2, ...).
    */
@@ -359,11 +394,11 @@ export class Topology {
     if (d.torus) {
       const l = d.links[0]!;
       return `${d.name}: ${d.p} chips, ${this.shapeString()}; ${l.name} ${fmtNum(l.bw / 1e9)} GB/s per link per direction, ` +
-        `${fmtNum(l.alpha * 1e6)} us per hop, ${this.nPorts} ports per chip; ${this.hw.name}`;
+        `${fmtNum(l.alpha * 1e6)} us per hop, ${this.nPorts} ports per chip; ${this.hw.name}${d.ingress ? '; ingress contention' : ''}`;
     }
     const ls = d.links.map((l) => `${l.name} ${fmtNum(l.bw / 1e9)} GB/s ${fmtNum(l.alpha * 1e6)} us`).join(', ');
     const pods = d.pod ? ` in ${Math.ceil(d.p / d.pod.gpus)} pod(s) of ${d.pod.gpus} GPUs` : '';
-    return `${d.name}: ${d.p} ranks, ${this.nodes} node(s) x ${Math.min(d.gpusPerNode, d.p)} GPU(s)${pods}; ${ls}; ${this.hw.name}`;
+    return `${d.name}: ${d.p} ranks, ${this.nodes} node(s) x ${Math.min(d.gpusPerNode, d.p)} GPU(s)${pods}; ${ls}; ${this.hw.name}${d.ingress ? '; ingress contention' : ''}`;
   }
   /** torus: "4x4x4 torus", "4x4 mesh (no wraparound)", or "4x4x6 (wraparound on x, y)" */
   shapeString(): string {
@@ -416,6 +451,11 @@ export interface TopologyOptions {
   spineOversubscription?: number;
   /** llama3: GPUs per pod (a multiple of 8; default 3,072). Ranks map to pods in contiguous blocks. */
   podSize?: number;
+  /**
+   * Model receiver-side (ingress) contention (TopologyData.ingress; every preset and JSON file;
+   * default off). A JSON file may also set "ingress": true; this option, when given, wins.
+   */
+  ingress?: boolean;
 }
 
 export const TOPOLOGY_PRESETS = ['flat', 'hgx-h100', 'dgx-a100', 'gb200-nvl72', 'tpu-v4', 'tpu-v5p', 'tpu-v5e', 'tpu-v6e', 'llama3'] as const;
@@ -577,6 +617,16 @@ function localCosts(hw: HardwareProfile, reduceBw: number | undefined): { gamma:
 
 /** Build a preset topology, or load a JSON file when `name` is not a preset. */
 export function makeTopology(name: string, opts: TopologyOptions = {}): Topology {
+  const t = makeTopologyBase(name, opts);
+  if (opts.ingress === undefined || opts.ingress === !!t.data.ingress) return t;
+  if (typeof opts.ingress !== 'boolean') throw new TopologyError(`ingress must be true or false (got ${JSON.stringify(opts.ingress)})`);
+  const data = { ...t.data };
+  if (opts.ingress) data.ingress = true;
+  else delete data.ingress;
+  return new Topology(data);
+}
+
+function makeTopologyBase(name: string, opts: TopologyOptions): Topology {
   const gpuKey = opts.gpu;
   if (opts.podSize !== undefined && name !== 'llama3') throw new TopologyError(`--pod-size applies to llama3, not to ${name}`);
   if (opts.spineOversubscription !== undefined && name !== 'hgx-h100' && name !== 'dgx-a100' && name !== 'llama3') {
@@ -693,7 +743,8 @@ export function makeTopology(name: string, opts: TopologyOptions = {}): Topology
  *     (a link may also give "kind": "nvlink" | "net" | "ici" and "efficiency": (0, 1], LinkClass)
  *   "intraNode": "nvlink", "interNode": "ib",
  *   "reduceBandwidth_GBps": 1000,            (optional; default from the GPU's HBM)
- *   "memoryCapacity_GB": 80                  (optional; default the GPU's HBM)
+ *   "memoryCapacity_GB": 80,                 (optional; default the GPU's HBM)
+ *   "ingress": true                          (optional; model ingress contention, default false)
  * }
  */
 export function loadTopologyFile(path: string, opts: TopologyOptions = {}): Topology {
@@ -716,7 +767,7 @@ export function topologyFromJson(j: unknown, where = 'topology', opts: TopologyO
   const bad = (msg: string): never => { throw new TopologyError(`${where}: ${msg}`); };
   if (typeof j !== 'object' || j === null || Array.isArray(j)) bad('must be a JSON object');
   const o = j as Record<string, unknown>;
-  const known = new Set(['name', 'gpu', 'gpusPerNode', 'nodes', 'links', 'intraNode', 'interNode', 'reduceBandwidth_GBps', 'memoryCapacity_GB', 'comment']);
+  const known = new Set(['name', 'gpu', 'gpusPerNode', 'nodes', 'links', 'intraNode', 'interNode', 'reduceBandwidth_GBps', 'memoryCapacity_GB', 'ingress', 'comment']);
   for (const k of Object.keys(o)) if (!known.has(k)) bad(`unknown key '${k}' (known: ${[...known].join(', ')})`);
   const gpu = o.gpu === undefined ? 'h100' : typeof o.gpu === 'string' ? o.gpu : bad('"gpu" must be a string');
   let hw: HardwareProfile;
@@ -767,7 +818,9 @@ export function topologyFromJson(j: unknown, where = 'topology', opts: TopologyO
   const name = typeof o.name === 'string' ? o.name : where;
   const { p } = resolveRanksNodes({ ranks: opts.ranks, nodes: opts.nodes ?? (o.nodes as number | undefined) }, gpn as number, name);
   const { gamma, delta } = localCosts(hw, reduceBw);
-  return new Topology({ name, p, gpusPerNode: gpn as number, links, intra, inter, gamma, delta, gpu, memCapacity: cap });
+  if (o.ingress !== undefined && typeof o.ingress !== 'boolean') bad('"ingress" must be true or false');
+  const ingress = opts.ingress ?? (o.ingress as boolean | undefined);
+  return new Topology({ name, p, gpusPerNode: gpn as number, links, intra, inter, gamma, delta, gpu, memCapacity: cap, ...(ingress ? { ingress: true } : {}) });
 }
 
 /**

@@ -20,7 +20,9 @@ import { ELEM_BYTES, type BufName, type Op, type Region } from './ir.js';
 import type { InitMessage, Job, RankResult, RunJob } from './job.js';
 import { createKernels, type Kernels } from './kernels.js';
 import { runComputeKernel } from './compute.js';
-import { enterStream, leaveStream, localTimes, recvTimes, sendTimes, VClock } from './timing.js';
+import {
+  enterStream, gpuReduces, ingressArrival, ingressFolds, leaveStream, localTimes, multicastTimes, recvTimes, sendTimes, VClock,
+} from './timing.js';
 import { Topology } from './topology.js';
 import { KIND_CODES, TraceRecorder } from './trace.js';
 
@@ -247,6 +249,11 @@ class RankRuntime {
     const progIdx = L.rank(me, R_PROGRESS);
     const pace = this.job.pace;
     const tr = this.iter === this.traceIter ? this.tracer : undefined;
+    const ingress = topo.data.ingress === true;
+    // the last send (op index, port, region): a multicast copy must follow a send of the same
+    // region over the same port (the simulator checks the same)
+    let lastSendIdx = -2, lastSendPort = -1;
+    let lastSrc: Region | undefined;
     for (let i = 0; i < prog.length; i++) {
       ctl[pcIdx] = i;
       const o = prog[i]!;
@@ -260,7 +267,15 @@ class RankRuntime {
           const nslot = this.descIx[this.p * this.p + pair]!;
           if (seq >= nslot) this.waitGE(L.consumed(me, peer), seq - nslot + 1, ST_SLOT, peer, seq);
           const bytes = o.src.len * ELEM_BYTES;
-          const [vs, arrival] = sendTimes(c, topo, me, peer, bytes);
+          const port = topo.port(me, peer);
+          if (o.mc === true) {
+            const a = lastSrc;
+            if (lastSendIdx !== i - 1 || lastSendPort !== port || !a || a.buf !== o.src.buf || a.off !== o.src.off || a.len !== o.src.len) {
+              throw new Error(`rank ${me} op ${i}: multicast copy (mc) to rank ${peer} does not follow a send of the same region over the same egress port`);
+            }
+          }
+          const [vs, arrival] = o.mc === true ? multicastTimes(c) : sendTimes(c, topo, me, peer, bytes);
+          lastSendIdx = i; lastSendPort = port; lastSrc = o.src;
           const d = (this.descIx[pair]! + (seq % nslot)) * DESC_F64;
           const f = this.desc;
           f[d] = this.byteOff(o.src);
@@ -272,7 +287,8 @@ class RankRuntime {
           this.notifyIfWaiting(peer);
           if (o.src.len > 0) this.outstanding.push({ peer, seq, buf: o.src.buf, off: o.src.off, end: o.src.off + o.src.len });
           else this.outstanding.push({ peer, seq, buf: o.src.buf, off: 0, end: 0 });
-          if (tr) tr.add(me, 0, peer, bytes, topo.classOf(me, peer), vs, arrival, h0, this.hnow(), seq, this.iter, o.s ?? 0);
+          // (a multicast copy is traced with 0 wire bytes: the group's first send carried them)
+          if (tr) tr.add(me, 0, peer, o.mc === true ? 0 : bytes, topo.classOf(me, peer), vs, arrival, h0, this.hnow(), seq, this.iter, o.s ?? 0);
           break;
         }
         case 'recv': {
@@ -291,7 +307,8 @@ class RankRuntime {
             else this.view(me, dstB, len).set(this.view(peer, srcB, len));
           }
           const bytes = len * ELEM_BYTES;
-          const [vs, ve] = recvTimes(c, topo, arrival, bytes, !!o.op);
+          const t = ingress ? ingressArrival(c, topo.link(peer, me), topo.ingressPort(peer, me), arrival, bytes, ingressFolds(o)) : arrival;
+          const [vs, ve] = recvTimes(c, topo, t, bytes, gpuReduces(o));
           if (pace > 0) this.sleepUntil(this.t0 + ve * 1000 * pace);
           this.recvSeq[peer] = seq + 1;
           Atomics.store(ctl, L.consumed(peer, me), seq + 1);

@@ -81,6 +81,8 @@ describe('basic algorithm registry', () => {
       ['broadcast', 'binomial'], ['broadcast', 'chain'],
       ['reduce', 'binomial'], ['reduce', 'ring'],
       ['alltoall', 'pairwise'], ['sendrecv', 'ring'], ['barrier', 'dissemination'],
+      // rail-optimized, for multi-node topologies (one node: the ring)
+      ['reducescatter', 'hierarchical'], ['allgather', 'hierarchical'],
     ];
     expect(BASIC_ALGOS.map((a) => [a.coll, a.name]).sort()).toEqual([...want].sort());
     for (const [coll, name] of want) {

@@ -5,6 +5,7 @@ import { footerLines, formatRow, headerLines, runBench } from './bench.js';
 import { formatTrain } from './train.js';
 import { predictStep } from '../parallelism/predict/index.js';
 import { predictionLines } from './predict.js';
+import { diminishingReturnsRows, formatDiminishingReturns } from '../scenarios/diminishing-returns.js';
 
 export interface TourPart {
   title: string;
@@ -67,6 +68,17 @@ export const TOUR_PARTS: TourPart[] = [
         log('  (memory: the activation model (Korthikanti et al. 2022, for SwiGLU and GQA) puts this layout above the usable');
         log('   HBM, although Llama 3 trained it: it is more generous than Llama 3\'s implementation; see README, predict)');
       }
+    },
+  },
+  {
+    title: 'diminishing returns: strong scaling Llama 3 8B from 1 node to 2,048 H100s, naive data parallelism vs the planner',
+    async run(log) {
+      log('  A fixed model and global batch (1,024 sequences of 512 tokens) on more and more GPUs, on nodes with one 400G NIC');
+      log('  each: with pure data parallelism the per-step DP collectives stay constant while each GPU computes less, so MFU');
+      log('  collapses (last column: the same on rail-optimized HGX H100, 8 NICs per node); the planner\'s best layout (TP / PP');
+      log('  shrink the DP group) holds up longer. Same as: collemu scenario run diminishing-returns');
+      log();
+      for (const l of formatDiminishingReturns(diminishingReturnsRows())) log(l);
     },
   },
 ];

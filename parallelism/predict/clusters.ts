@@ -21,6 +21,10 @@
  *    (Selene, Narayanan et al. 2021). Topology: makeTopology('dgx-a100', nodes).
  *  - hgx-h100 (h100), hgx-h200 (h200): 8 GPUs on NVLink 4, one 400G NIC per GPU, full bisection.
  *    Topology: makeTopology('hgx-h100', nodes[, gpu h200]).
+ *  - h100-1nic: the same nodes with ONE 400G NIC per node instead of one per GPU (a cluster that is
+ *    not rail-optimized, as many cloud and Ethernet clusters are): the node's 8 GPUs share 47 GB/s
+ *    of scale-out, a level-1 oversubscription of 8 (every GPU's traffic leaving the node shares
+ *    8 x 47 / 8 GB/s). The same per-GPU link figures as hgx-h100 otherwise.
  *  - gb200-nvl72 (b200): 72-GPU NVLink 5 racks, one 800G NIC per GPU. makeTopology('gb200-nvl72');
  *    a GPU count that is not a multiple of 72 leaves the last rack partly used.
  *  - llama3-h100 (alias llama3): the Llama 3 training cluster (Llama 3 paper sec. 3.3.1,
@@ -79,7 +83,7 @@ export interface Cluster {
   description: string;
 }
 
-export const CLUSTER_PRESETS = ['dgx-a100', 'hgx-h100', 'hgx-h200', 'gb200-nvl72', 'llama3-h100', 'tpu-v4', 'tpu-v5p', 'tpu-v5e', 'tpu-v6e'] as const;
+export const CLUSTER_PRESETS = ['dgx-a100', 'hgx-h100', 'hgx-h200', 'h100-1nic', 'gb200-nvl72', 'llama3-h100', 'tpu-v4', 'tpu-v5p', 'tpu-v5e', 'tpu-v6e'] as const;
 
 const DEFAULT_CLUSTER: Record<string, string> = {
   a100: 'dgx-a100', h100: 'hgx-h100', h200: 'hgx-h200', b200: 'gb200-nvl72',
@@ -170,6 +174,13 @@ export function presetCluster(name: string, gpus: number, gpu?: string): Cluster
       const base = wrapTopo(() => makeTopology(key === 'dgx-a100' ? 'dgx-a100' : 'hgx-h100', { ranks: gpus, gpu: g }));
       const topo = derate(base);
       const levels = levelsOfTwoLevel(topo, 8);
+      return { name: key, gpu: g, gpus, levels, topo, torus: false, description: describeLevels(key, g, gpus, levels) };
+    }
+    case 'h100-1nic': {
+      const g = gpu ?? 'h100';
+      const topo = derate(wrapTopo(() => makeTopology('hgx-h100', { ranks: gpus, gpu: g })), { 'ib-ndr400': 'nic-400g (1 per node)' });
+      const [l0, l1] = levelsOfTwoLevel(topo, 8);
+      const levels: ClusterLevel[] = [l0!, { ...l1!, oversub: 8 }];
       return { name: key, gpu: g, gpus, levels, topo, torus: false, description: describeLevels(key, g, gpus, levels) };
     }
     case 'gb200-nvl72': {

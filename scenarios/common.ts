@@ -1,7 +1,7 @@
 /**
  * What every scenario shares: the Scenario shape that `collemu scenario` runs, a plain-text table
  * renderer, number formats, a one-line summary of a Prediction, and the pipeline-free layout search
- * (`bestWithoutPipeline`) that the planner (parallelism/predict/plan.ts) cannot be asked for.
+ * (`bestWithoutPipeline`: the planner, parallelism/predict/plan.ts, with its degree limits).
  *
  * A scenario states a question, runs the models or the emulator, and returns its text lines (tables
  * and conclusions, every number computed in the run) and a JSON value with the same numbers.

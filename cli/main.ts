@@ -82,7 +82,9 @@ export function buildProgram(): Command {
     .name('collemu')
     .description('Emulator of GPU collective communication: worker threads as GPUs, real Float32 collectives, deterministic virtual time')
     .version('0.1.0')
-    .showHelpAfterError('(run with --help for usage)');
+    // argument errors as every other bad input: one line 'collemu: error: ...' (exit 2, see main);
+    // commander's own messages start with 'error: ' and may add a '(Did you mean ...?)' line
+    .configureOutput({ outputError: (s, write) => write(`collemu: ${s.trim().replace(/\s*\n\s*/g, ' ')} (run with --help for usage)\n`) });
 
   const sweepCommand = (name: 'bench' | 'simulate', description: string) => {
     const cmd = program

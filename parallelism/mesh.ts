@@ -10,7 +10,12 @@
  *
  * Process groups: the ranks that differ from a given rank only along the named dimensions, in
  * increasing order of their coordinates along them (the first named dimension fastest). A
- * collective on a group runs the group-size algorithm with its ranks renamed (parallelism/comm.ts).
+ * collective on a group runs the group-size algorithm with its ranks renamed
+ * (parallelism/train/program.ts, RankBuilder.collective).
+ *
+ * Data parallelism has two dimensions (torchtitan's names): dp_shard (alias fsdp) and dp (alias
+ * dp_replicate). In `collemu train` both are data parallel; with ZeRO >= 1 and both > 1 (HSDP),
+ * the ZeRO shards span dp_shard only and are replicated across dp (parallelism/train/step.ts).
  */
 
 export const MESH_DIMS = ['tp', 'cp', 'ep', 'pp', 'dp_shard', 'dp'] as const;

@@ -75,9 +75,12 @@ export class Arena {
     if (this.liveBytes + bytes > this.capacity) {
       const top = [...this.live.values()].sort((a, b) => b.region.len - a.region.len).slice(0, 6);
       const cats = MEM_CATEGORIES.filter((c) => this.byCat[c] > 0).map((c) => `${c} ${fmtBytes(this.byCat[c])}`).join(', ');
+      const largest = top.map((t) => `${t.name} ${fmtBytes(t.region.len * ELEM_BYTES)}`).join(', ');
       throw new TrainOutOfMemory(
-        `out of memory on rank ${this.rank} at ${this.where}: allocating ${name} (${fmtBytes(bytes)}) with ${fmtBytes(this.liveBytes)} live ` +
-          `of ${fmtBytes(this.capacity)} (${cats}); largest live: ${top.map((t) => `${t.name} ${fmtBytes(t.region.len * ELEM_BYTES)}`).join(', ')}`,
+        `out of memory on rank ${this.rank} at ${this.where}: allocating ${name} (${fmtBytes(bytes)}) ` +
+          (this.live.size === 0
+            ? `exceeds the device capacity of ${fmtBytes(this.capacity)} (nothing else is live)`
+            : `with ${fmtBytes(this.liveBytes)} live (${cats}) exceeds the device capacity of ${fmtBytes(this.capacity)}; largest live: ${largest}`),
       );
     }
     let off = -1;

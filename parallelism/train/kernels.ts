@@ -1,6 +1,7 @@
 /**
  * The kernels training programs may name: the model's kernels (parallelism/model/kernels.ts) plus
- * layout kernels the parallel strategies need (a 2D transpose for the vocabulary-parallel head).
+ * layout kernels the parallel strategies need (a 2D transpose for the vocabulary-parallel head) and
+ * the parity check's zero-cost gradient capture.
  * runtime/compute.ts runs IR compute ops from this registry.
  */
 import { KERNELS, KernelError, type KernelDef } from '../model/kernels.js';
@@ -31,4 +32,28 @@ const transpose: KernelDef = {
   },
 };
 
-export const TRAIN_KERNELS: Record<string, KernelDef> = Object.freeze({ ...KERNELS, transpose });
+/**
+ * capture [x, y]; [n]: y = x. Instrumentation (the parity check's copy of a gradient into the
+ * 'out' buffer): it models no GPU work, so it costs nothing in virtual time.
+ */
+const capture: KernelDef = {
+  name: 'capture',
+  nArgs: 2,
+  nParams: 1,
+  argNames: ['x', 'y'],
+  paramNames: ['n'],
+  writes: [1],
+  argLens(p) {
+    const [n] = p as [number];
+    if (p.length !== 1 || !Number.isInteger(n) || n < 0) throw new KernelError(`capture: bad length ${n}`);
+    return [n, n];
+  },
+  run(a) {
+    a[1]!.set(a[0]!);
+  },
+  cost() {
+    return { flops: 0, bytes: 0 };
+  },
+};
+
+export const TRAIN_KERNELS: Record<string, KernelDef> = Object.freeze({ ...KERNELS, transpose, capture });

@@ -25,14 +25,16 @@
  *    dispatched to their experts' ranks with an AllToAll, and the results combined with another
  *    (2 AllToAll forward, 2 backward per MoE layer). Dense gradients are reduced over dp x cp x ep,
  *    expert gradients over dp x cp.
- *  - DP over the dp x cp ranks that share (tp, pp) coordinates, with ZeRO level z:
+ *  - DP over the dp x cp ranks that share (tp, pp) coordinates (dp = dp_shard x dp_replicate), with ZeRO level z:
  *    0 = DDP: each unit's gradients (a unit = the embedding, one layer, or the final norm + head;
  *    the "buckets") are all-reduced asynchronously as soon as the last microbatch's backward
  *    finishes them, overlapping the remaining backward; 1 = optimizer states sharded (gradients
  *    reduce-scattered after the backward, parameters all-gathered after the update); 2 = gradients
  *    too (reduce-scattered per unit during the backward, the full buffer freed); 3 = parameters
  *    too (FSDP: each unit's parameters all-gathered before every forward and backward use, freed
- *    after).
+ *    after). The shards span every data-parallel rank, except with HSDP (mesh dp_shard > 1 and
+ *    dp > 1, ZeRO >= 1): shards span dp_shard x cp (x ep) and are replicated across dp: each
+ *    reduce-scattered gradient shard is all-reduced across dp_replicate (zeroShardDims).
  * Losses use the global mean over all tokens of the global batch, so gradients of shards simply add.
  */
 import { makeSchedule, type Action, type Schedule } from '../schedules.js';
@@ -40,7 +42,7 @@ import { blocks } from '../../collectives/types.js';
 import type { ReduceOp, Region } from '../../runtime/ir.js';
 import { moeCapacity, type ModelConfig } from '../model/config.js';
 import { adamParams, type OptimizerConfig } from '../model/reference.js';
-import { DeviceMesh } from '../mesh.js';
+import { DeviceMesh, type MeshDim } from '../mesh.js';
 import type { Tensor } from './arena.js';
 import { RankBuilder, view, type Arg } from './program.js';
 
@@ -64,6 +66,11 @@ export interface TrainLayout {
   overlap: boolean;
   /** device memory per rank in bytes (Infinity: unlimited) */
   capacity: number;
+  /**
+   * Copy every gradient the optimizer consumes, each step, into the rank's 'out' buffer (outside
+   * the arena: not device memory of the model, and free in virtual time) for the parity check.
+   */
+  capture?: boolean;
 }
 
 export class TrainConfigError extends Error {
@@ -121,6 +128,7 @@ export function validateLayout(L: Omit<TrainLayout, 'schedule'> & { schedule?: S
   if (L.batch % (dp * L.microbatches)) fail(`global batch ${L.batch} must be divisible by dp${mesh.size('ep') > 1 ? ' x ep' : ''} (${dp}) x microbatches (${L.microbatches})`);
   const rows = (L.batch / (dp * L.microbatches)) * (cfg.seq / cp);
   if (L.sequenceParallel && rows % tp) fail(`sequence parallel needs the tokens per microbatch and rank (${rows}) divisible by tp (${tp})`);
+  if (L.sequenceParallel && tp === 1) fail('--sequence-parallel needs tp > 1 (it splits the tokens of the TP region over the TP ranks); the mesh has tp=1');
   if (!Number.isInteger(L.steps) || L.steps < 1) fail(`steps must be an integer >= 1 (got ${L.steps})`);
   if (![0, 1, 2, 3].includes(L.zero)) fail(`zero must be 0, 1, 2 or 3 (got ${L.zero})`);
   if (L.schedule) {
@@ -128,6 +136,31 @@ export function validateLayout(L: Omit<TrainLayout, 'schedule'> & { schedule?: S
     if (L.schedule.microbatches !== L.microbatches) fail(`the schedule has ${L.schedule.microbatches} microbatches, --microbatches is ${L.microbatches}`);
     if (L.schedule.stages > cfg.layers) fail(`${L.schedule.stages} pipeline stages for ${cfg.layers} layers: every stage needs a layer`);
   }
+}
+
+/** HSDP (ZeRO >= 1 with dp_shard > 1 and dp > 1): shard within dp_shard (x cp, x ep), replicate across dp. */
+export function isHsdp(L: { zero: number; mesh: DeviceMesh }): boolean {
+  return L.zero >= 1 && L.mesh.size('dp_shard') > 1 && L.mesh.size('dp') > 1;
+}
+
+/**
+ * The ZeRO group of a unit, innermost first: for ZeRO 0 the gradient AllReduce group (every
+ * data-parallel rank: cp x ep x dp_shard x dp; expert units without ep); for ZeRO >= 1 the shard
+ * group: the same, except that with HSDP (isHsdp) it is only cp x (ep x) dp_shard.
+ */
+export function zeroShardDims(L: { zero: number; mesh: DeviceMesh }, expert: boolean): MeshDim[] {
+  const d: MeshDim[] = expert ? ['cp', 'dp_shard', 'dp'] : ['cp', 'ep', 'dp_shard', 'dp'];
+  return isHsdp(L) ? d.filter((x) => x !== 'dp') : d;
+}
+
+/**
+ * The name of a unit's ZeRO group in the communication profile: 'dp+cp' (every data-parallel rank,
+ * dp_shard included), '+ep' for dense units with ep; with HSDP 'dp_shard+cp' (and the replicate
+ * group 'dp_replicate').
+ */
+export function groupLabel(L: { zero: number; mesh: DeviceMesh }, expert: boolean): string {
+  const base = isHsdp(L) ? 'dp_shard+cp' : 'dp+cp';
+  return !expert && L.mesh.size('ep') > 1 ? `${base}+ep` : base;
 }
 
 export function scheduleFor(name: string, pp: number, m: number, v?: number): Schedule {
@@ -222,6 +255,13 @@ export interface RankPlan {
   reportsLoss: boolean;
   /** rows of a microbatch on this rank, its first sequence and first position */
   seqs: number; seqFirst: number[][]; pos0: number; seqLocal: number;
+  /**
+   * With `capture`: the gradient each optimizer step consumed, per step and unit, in buffer 'out';
+   * `shard`: it is this rank's ZeRO shard (index in the zeroShardDims group), else the whole unit.
+   */
+  captures: { step: number; unit: string; region: Region; shard: boolean }[];
+  /** elements of 'out' the captures use */
+  captureElems: number;
 }
 
 export interface CompiledRank {
@@ -252,13 +292,16 @@ export function compileRank(L: TrainLayout, rank: number, incoming?: Map<number,
   const dpRank = c.ep + ep * (c.dp_shard + mesh.size('dp_shard') * c.dp);
   const gTP = mesh.group(rank, ['tp']);
   const gCP = mesh.group(rank, ['cp']);
-  // gradient reduction / ZeRO groups: dense units over dp x cp (x ep), expert units over dp x cp
-  const gDense = mesh.group(rank, ['cp', 'ep', 'dp_shard', 'dp']);
-  const gExpert = mesh.group(rank, ['cp', 'dp_shard', 'dp']);
   const gEP = mesh.group(rank, ['ep']);
-  const grp = (u: Unit) => (u.expert ? gExpert : gDense);
+  // ZeRO 0: gradients all-reduced over every data-parallel rank; ZeRO >= 1: the shard group
+  // (zeroShardDims: with HSDP only dp_shard x cp (x ep)), then all-reduced across dp_replicate
+  const hsdp = isHsdp(L);
+  const gShardDense = mesh.group(rank, zeroShardDims(L, false));
+  const gShardExpert = mesh.group(rank, zeroShardDims(L, true));
+  const gRep = mesh.group(rank, ['dp']);
+  const grp = (u: Unit) => (u.expert ? gShardExpert : gShardDense);
   const zOf = (u: Unit) => grp(u).indexOf(rank);
-  const gdims = (u: Unit) => (u.expert ? 'dp+cp' : ep > 1 ? 'dp+cp+ep' : 'dp+cp');
+  const gdims = (u: Unit) => groupLabel(L, u.expert);
   const ppPeer = (stage: number) => mesh.rankWith(rank, { pp: sched.stageToRank[stage]! });
   const S = sched.stages;
   const M = L.microbatches;
@@ -275,11 +318,11 @@ export function compileRank(L: TrainLayout, rank: number, incoming?: Map<number,
   const opt = L.optimizer;
   const zero = L.zero;
 
-  const units = rankUnits(cfg, sched, ppRank, tpRank, tp, sp, gDense.length, ep, c.ep, gExpert.length);
+  const units = rankUnits(cfg, sched, ppRank, tpRank, tp, sp, gShardDense.length, ep, c.ep, gShardExpert.length);
   const st = new Map<string, UnitState>();
   const plan: RankPlan = {
     rank, units: [], tokens: [], targets: [], reportsLoss: false, seqs: bm,
-    seqFirst: [], pos0: cpRank * sl, seqLocal: sl,
+    seqFirst: [], pos0: cpRank * sl, seqLocal: sl, captures: [], captureElems: 0,
   };
   // ---- persistent state
   b.where = 'setup';
@@ -834,10 +877,14 @@ export function compileRank(L: TrainLayout, rank: number, incoming?: Map<number,
     for (const lp of tpParts) tpAllReduce(view(us.grads!, lp.off, lp.nr * lp.nc), lp.nr * lp.nc);
     const g = grp(us.u), dims = gdims(us.u), zIx = zOf(us.u);
     if (g.length === 1) return;
-    if (zero === 0) b.collective('allreduce', g, us.u.padded, { output: us.grads! }, { dims, async: true });
-    else if (zero === 1) b.collective('reducescatter', g, us.u.shard, { output: us.grads! }, { dims, async: true });
-    else {
-      b.collective('reducescatter', g, us.u.shard, { output: us.grads! }, { dims, async: true });
+    if (zero === 0) {
+      b.collective('allreduce', g, us.u.padded, { output: us.grads! }, { dims, async: true });
+      return;
+    }
+    b.collective('reducescatter', g, us.u.shard, { output: us.grads! }, { dims, async: true });
+    // HSDP: the reduced shards are replicas across dp_replicate: all-reduce them there
+    if (hsdp) b.collective('allreduce', gRep, us.u.shard, { output: view(us.grads!, zIx * us.u.shard, us.u.shard) }, { dims: 'dp_replicate', async: true });
+    if (zero >= 2) {
       // keep only the shard: copied on the communication stream once the reduce-scatter is done
       us.gshard = b.alloc(`${us.u.name} grad shard`, us.u.shard, 'grad');
       b.ops.push({ k: 'copy', src: view(us.grads!, zIx * us.u.shard, us.u.shard), dst: us.gshard.region, s: L.overlap ? 1 : 0 });
@@ -932,6 +979,13 @@ export function compileRank(L: TrainLayout, rank: number, incoming?: Map<number,
       const param: Region = zero === 3 ? us.pshard!.region : zero >= 1 && Z > 1 ? view(us.params!, zIx * u.shard, u.shard) : us.params!.region;
       // ZeRO 0 with Z = 1, or any level on a single replica: the whole buffer
       const n = param.len;
+      if (L.capture) {
+        // zero-cost copy into 'out' for the parity check (what the optimizer consumes)
+        const dst: Region = { buf: 'out', off: plan.captureElems, len: grad.len };
+        plan.captureElems += grad.len;
+        b.kernel('capture', [grad, dst], [grad.len], 'parity capture');
+        plan.captures.push({ step, unit: u.name, region: dst, shard: zero >= 1 && Z > 1 });
+      }
       if (opt.kind === 'sgd') b.kernel('sgd', [param, grad], [n, opt.lr]);
       else b.kernel('adam', [param, grad, us.m!, us.v!], adamParams(opt, n, step + 1));
       if (zero >= 1 && zero < 3 && Z > 1) b.collective('allgather', grp(u), u.shard, { output: us.params! }, { dims: gdims(u), async: true });

@@ -1,13 +1,10 @@
 /**
  * `collemu train`: compile a parallel training run of the small Llama model to per-rank IR programs
  * (parallelism/train/step.ts), run them with real Float32 data on the worker-thread emulator (or
- * the one-thread simulator), and compare the result with the serial single-rank reference
- * (parallelism/model/reference.ts trainSerial): losses per step and every parameter after K steps.
- *
- * Parity is reported as max_abs_err (largest |parallel - serial| over all parameter elements and
- * losses) and max_rel_err (per tensor ||parallel - serial||_inf / ||serial||_inf, the largest over
- * all tensors and the losses), over every replica of every parameter (so replicas that diverge
- * show up too).
+ * the one-thread simulator), and check it against the serial single-rank model
+ * (parallelism/train/parity.ts): every step's loss and every copy of its gradients against the
+ * serial step at the same parameters, every copy of the final parameters, and the trajectory of
+ * the independent serial run (trainSerial).
  */
 import { makeSchedule, fromCsv, validateSchedule, type Schedule } from '../schedules.js';
 import { Cluster } from '../../runtime/cluster.js';
@@ -16,12 +13,13 @@ import { validatePrograms, type BufferSizes, type Program, type Region } from '.
 import { simulate } from '../../runtime/simulate.js';
 import { makeTopology, type Topology } from '../../runtime/topology.js';
 import { loadModelConfig, validateConfig, type ModelConfig } from '../model/config.js';
-import { initParams, makeBatch, trainSerial, type OptimizerConfig, type Params } from '../model/reference.js';
-import { DeviceMesh, type MeshDim } from '../mesh.js';
+import { initParams, makeBatch, type OptimizerConfig, type Params } from '../model/reference.js';
+import { DeviceMesh } from '../mesh.js';
 import { labelEvents, type TraceEvent } from '../../runtime/trace.js';
 import type { MemCategory } from './arena.js';
 import type { CommStat } from './program.js';
-import { compileRank, TrainConfigError, validateLayout, type CompiledRank, type CpMode, type TrainLayout } from './step.js';
+import { compileRank, TrainConfigError, validateLayout, zeroShardDims, type CompiledRank, type CpMode, type TrainLayout } from './step.js';
+import { assemble, checkParity, paramCopies, type Parity, type RankMem } from './parity.js';
 
 export interface TrainOptions {
   model: string | ModelConfig;
@@ -45,10 +43,18 @@ export interface TrainOptions {
   executor?: 'emulate' | 'simulate';
   /** topology preset or file for the virtual time (default hgx-h100) */
   topology?: string;
-  /** compare with the serial reference (default true) */
+  /**
+   * check against the serial model (default true; parallelism/train/parity.ts): the programs then
+   * also copy each step's gradients into 'out' (free in virtual time, outside the arena)
+   */
   parity?: boolean;
   /** record every executed op (TrainResult.events) */
   trace?: boolean;
+  /**
+   * Fault injection (tests): edit the compiled programs before they run, e.g. to break a
+   * reduction; they are validated again.
+   */
+  inject?: (c: Compiled) => void;
 }
 
 export interface RankMemory {
@@ -66,19 +72,22 @@ export interface TrainResult {
   world: number;
   layout: { zero: number; sequence_parallel: boolean; cp_mode: CpMode; schedule: string; microbatches: number; batch: number; stages: number };
   steps: { step: number; loss: number; reference_loss?: number }[];
-  parity?: { max_abs_err: number; max_rel_err: number; worst: string };
+  parity?: Parity;
   ranks: RankMemory[];
   /** virtual time of the run divided by the steps, seconds */
   virtual_step_time_s: number;
   /** per collective type, over all ranks: calls and payload bytes */
   comm: Record<string, { calls: number; bytes: number }>;
-  /** per collective type and group dimension: calls and bytes of one rank (the max over ranks) */
-  comm_by_group: { coll: string; group: string; calls_per_rank: number; bytes_per_rank: number }[];
+  /**
+   * per collective type and group dimension: calls and bytes of one rank (the max over ranks), and
+   * the totals of that collective on that group dimension over all ranks
+   */
+  comm_by_group: { coll: string; group: string; calls_per_rank: number; bytes_per_rank: number; calls: number; bytes: number }[];
   /** every rank's calls: collective type, group dimensions and payload bytes of each call */
   comm_per_rank: CommStat[][];
   executor: 'emulate' | 'simulate';
   host_seconds: number;
-  /** the final parameters, assembled (full tensors) */
+  /** the final parameters, full tensors assembled from the first copy of every block */
   params: Params;
   /** with `trace`: every executed op (runtime/trace.ts), and the topology's link class names */
   events?: TraceEvent[];
@@ -115,7 +124,7 @@ export function compileTraining(o: TrainOptions): Compiled {
   const layout: TrainLayout = {
     cfg, mesh, zero: zero as 0 | 1 | 2 | 3, sequenceParallel: !!o.sequenceParallel, cpMode: o.cpMode ?? 'ring', schedule,
     microbatches: schedule.microbatches, batch: o.batch ?? dp * schedule.microbatches * 2, steps: o.steps ?? 3,
-    optimizer: o.optimizer ?? DEFAULT_OPT, overlap: o.overlap ?? true, capacity: Infinity,
+    optimizer: o.optimizer ?? DEFAULT_OPT, overlap: o.overlap ?? true, capacity: Infinity, capture: o.parity !== false,
   };
   if (layout.cpMode !== 'ring' && layout.cpMode !== 'ulysses') throw new TrainConfigError(`--cp-mode must be ring or ulysses (got ${layout.cpMode})`);
   validateLayout(layout);
@@ -128,23 +137,22 @@ export function compileTraining(o: TrainOptions): Compiled {
   for (const cr of ranks) for (const [peer, list] of cr.builder.sent) incoming[peer]!.set(cr.plan.rank, list);
   ranks = ranks.map((_, r) => compileRank(layout, r, incoming[r]));
   const programs = ranks.map((c) => c.program);
-  const sizes: BufferSizes = { in: Math.max(16, ...ranks.map((c) => c.builder.arena.report().arenaElems)), out: 0, tmp: 0 };
+  const sizes: BufferSizes = {
+    in: Math.max(16, ...ranks.map((c) => c.builder.arena.report().arenaElems)), out: Math.max(0, ...ranks.map((c) => c.plan.captureElems)), tmp: 0,
+  };
   validatePrograms(programs, sizes);
   validateKernelOps(programs);
   return { layout, ranks, programs, sizes, topo };
 }
 
-/** Write parameters, optimizer state (zeros) and data into a rank's arena. */
-/** the ZeRO / gradient group of a unit: dense over dp x cp x ep, experts over dp x cp */
-const unitGroupDims = (expert: boolean): MeshDim[] => (expert ? ['cp', 'dp_shard', 'dp'] : ['cp', 'ep', 'dp_shard', 'dp']);
-
+/** Write parameters, optimizer state (zeros) and data into a rank's arena ('in'). */
 export function fillRank(c: Compiled, rank: number, mem: Float32Array, full: Params, batches: { tokens: Float32Array; targets: Float32Array }[]): void {
   mem.fill(0);
   const { plan } = c.ranks[rank]!;
   const { cfg, mesh } = c.layout;
   const w = (r: Region, off: number, src: ArrayLike<number>) => mem.set(src, r.off + off);
   for (const { unit, params, pshard } of plan.units) {
-    const zIx = mesh.group(rank, unitGroupDims(unit.expert)).indexOf(rank);
+    const zIx = mesh.group(rank, zeroShardDims(c.layout, unit.expert)).indexOf(rank);
     const flat = new Float32Array(unit.padded);
     for (const lp of unit.params) {
       const src = full.get(lp.name)!;
@@ -173,73 +181,41 @@ export function fillRank(c: Compiled, rank: number, mem: Float32Array, full: Par
   }
 }
 
-/** Read every replica's parameters back into full tensors; returns the replicas per parameter. */
-function readParams(c: Compiled, mems: Float32Array[]): Map<string, Float32Array[]> {
-  const { cfg, mesh } = c.layout;
-  const out = new Map<string, Float32Array[]>();
-  // one assembled copy per replica index (dense: dp x cp x ep; experts: dp x cp, each assembled from the ep ranks)
-  const Zsize = mesh.size('cp') * mesh.size('ep') * mesh.size('dp_shard') * mesh.size('dp');
-  const replicas: Params[] = Array.from({ length: c.layout.zero === 3 ? 1 : Zsize }, () => new Map());
-  const shapes = new Map<string, [number, number]>();
-  for (let r = 0; r < mesh.world; r++) {
-    const { plan } = c.ranks[r]!;
-    for (const { unit, params, pshard } of plan.units) {
-      const Z = mesh.group(r, unitGroupDims(unit.expert));
-      const zIx = Z.indexOf(r);
-      let flat: Float32Array;
-      let rep: Params;
-      if (c.layout.zero === 3) {
-        if (zIx !== 0) continue;
-        // assemble the unit from the shards of its dp x cp group
-        flat = new Float32Array(unit.padded);
-        Z.forEach((q, i) => {
-          const qp = c.ranks[q]!.plan.units.find((x) => x.unit.name === unit.name)!;
-          flat.set(mems[q]!.subarray(qp.pshard!.off, qp.pshard!.off + unit.shard), i * unit.shard);
-        });
-        rep = replicas[0]!;
-      } else {
-        flat = mems[r]!.subarray(params!.off, params!.off + unit.padded);
-        rep = replicas[zIx]!;
-      }
-      void pshard;
-      for (const lp of unit.params) {
-        shapes.set(lp.name, lp.full);
-        let t = rep.get(lp.name);
-        if (!t) rep.set(lp.name, (t = new Float32Array(lp.full[0] * lp.full[1])));
-        const cols = lp.full[1];
-        for (let i = 0; i < lp.nr; i++) t.set(flat.subarray(lp.off + i * lp.nc, lp.off + (i + 1) * lp.nc), (lp.r0 + i) * cols + lp.c0);
-      }
-    }
-  }
-  void cfg;
-  for (const name of shapes.keys()) out.set(name, replicas.map((rep) => rep.get(name)).filter((t): t is Float32Array => t !== undefined));
-  return out;
-}
-
 export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   const h0 = performance.now();
   const c = compileTraining(o);
+  if (o.inject) {
+    o.inject(c);
+    validatePrograms(c.programs, c.sizes);
+    validateKernelOps(c.programs);
+  }
   const { cfg, mesh, steps } = c.layout;
   const seed = o.seed ?? 1;
   const full = initParams(cfg, seed);
   const batches = Array.from({ length: steps }, (_, k) => makeBatch(cfg, seed, k, c.layout.batch));
   const world = mesh.world;
   const executor = o.executor ?? 'emulate';
-  let mems: Float32Array[];
+  let mems: RankMem[];
   let time: number;
   let events: TraceEvent[] | undefined;
   if (executor === 'simulate') {
     const data = Array.from({ length: world }, (_, r) => {
       const mem = new Float32Array(c.sizes.in);
       fillRank(c, r, mem, full, batches);
-      return { in: mem, out: new Float32Array(0), tmp: new Float32Array(0) };
+      return { in: mem, out: new Float32Array(c.sizes.out), tmp: new Float32Array(0) };
     });
     const res = simulate({ topo: c.topo, programs: c.programs, data, trace: o.trace });
-    mems = data.map((d) => d.in);
+    mems = data;
     time = res.time;
     events = res.events;
   } else {
-    const cluster = await Cluster.start(c.topo);
+    // The emulator places 'in', 'out' and 'tmp' in the device memory of the topology. The model's
+    // memory is the arena in 'in' (checked against the capacity when compiling); 'out' holds only
+    // the parity check's gradient captures, host-side instrumentation: not charged to the device.
+    const topo = c.sizes.out > 0
+      ? makeTopology(o.topology ?? 'hgx-h100', { ranks: world, memCapacity: c.topo.data.memCapacity + c.sizes.out * 4 + 4096 })
+      : c.topo;
+    const cluster = await Cluster.start(topo);
     try {
       const res = await cluster.run({
         programs: c.programs, sizes: c.sizes, iters: 1, warmup: 0, trace: o.trace,
@@ -247,7 +223,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       });
       time = res.time;
       events = res.events;
-      mems = Array.from({ length: world }, (_, r) => cluster.view(r, 'in').slice());
+      mems = Array.from({ length: world }, (_, r) => ({ in: cluster.view(r, 'in').slice(), out: c.sizes.out > 0 ? cluster.view(r, 'out').slice() : new Float32Array(0) }));
     } finally {
       await cluster.close();
     }
@@ -258,47 +234,27 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   for (let r = 0; r < world; r++) {
     const { plan } = c.ranks[r]!;
     if (!plan.reportsLoss || !plan.losses) continue;
-    for (let k = 0; k < steps; k++) losses[k]! += mems[r]![plan.losses.off + k]!;
+    for (let k = 0; k < steps; k++) losses[k]! += mems[r]!.in[plan.losses.off + k]!;
   }
-  const replicas = readParams(c, mems);
-  const params: Params = new Map([...replicas].map(([n, reps]) => [n, reps[0]!]));
+  const shapes = new Map<string, [number, number]>();
+  for (const cr of c.ranks) for (const { unit } of cr.plan.units) for (const lp of unit.params) shapes.set(lp.name, lp.full);
+  const params = assemble(paramCopies(c, mems), shapes);
   let parity: TrainResult['parity'];
   let refLosses: number[] | undefined;
-  if (o.parity !== false) {
-    const ref = trainSerial(cfg, seed, { steps, batch: c.layout.batch, optimizer: c.layout.optimizer });
-    refLosses = ref.losses;
-    let maxAbs = 0, maxRel = 0, worst = '';
-    for (const [name, reps] of replicas) {
-      const want = ref.params.get(name)!;
-      let norm = 0;
-      for (let i = 0; i < want.length; i++) norm = Math.max(norm, Math.abs(want[i]!));
-      reps.forEach((got, ri) => {
-        let d = 0;
-        for (let i = 0; i < want.length; i++) d = Math.max(d, Math.abs(got[i]! - want[i]!));
-        if (!(d <= maxAbs)) maxAbs = d;
-        const rel = norm > 0 ? d / norm : d;
-        if (!(rel <= maxRel)) { maxRel = rel; worst = `${name}${reps.length > 1 ? ` (replica ${ri})` : ''}`; }
-      });
-    }
-    losses.forEach((l, k) => {
-      const d = Math.abs(l - ref.losses[k]!);
-      if (!(d <= maxAbs)) maxAbs = d;
-      const rel = d / Math.abs(ref.losses[k]!);
-      if (!(rel <= maxRel)) { maxRel = rel; worst = `loss of step ${k}`; }
-    });
-    parity = { max_abs_err: maxAbs, max_rel_err: maxRel, worst };
-  }
+  if (o.parity !== false) ({ parity, refLosses } = checkParity(c, mems, losses, seed, batches));
   const comm: TrainResult['comm'] = {};
-  const byGroup = new Map<string, { coll: string; group: string; calls_per_rank: number; bytes_per_rank: number }>();
+  const byGroup = new Map<string, TrainResult['comm_by_group'][number]>();
   for (const cr of c.ranks) {
     for (const s of cr.builder.commStats() as CommStat[]) {
       const x = (comm[s.coll] ??= { calls: 0, bytes: 0 });
       x.calls += s.calls;
       x.bytes += s.bytes;
       const key = `${s.coll}/${s.dims}`;
-      const g = byGroup.get(key) ?? { coll: s.coll, group: s.dims, calls_per_rank: 0, bytes_per_rank: 0 };
+      const g = byGroup.get(key) ?? { coll: s.coll, group: s.dims, calls_per_rank: 0, bytes_per_rank: 0, calls: 0, bytes: 0 };
       g.calls_per_rank = Math.max(g.calls_per_rank, s.calls);
       g.bytes_per_rank = Math.max(g.bytes_per_rank, s.bytes);
+      g.calls += s.calls;
+      g.bytes += s.bytes;
       byGroup.set(key, g);
     }
   }

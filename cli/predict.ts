@@ -6,6 +6,11 @@
  *                   [--zero 0..3] [--sequence-parallel] --seq S --global-batch B [--micro-batch b]
  *                   [--recompute none|selective|full] [--schedule NAME] [--cluster PRESET|FILE] [--json FILE|-]
  *   collemu plan --model M --gpu G --gpus N --seq S --global-batch B [--top K] [--cluster ...] [--json FILE|-]
+ *   both: [--activation-memory megatron|lean] [--attention flash|unfused] [--cp-comm ring|allgather]
+ *         [--tp-overlap] [--grad-bytes 2|4]
+ *
+ * `collemu plan` draws a one-line progress counter on stderr when stderr is a terminal
+ * (planProgress; nothing otherwise, so pipes and --json - stay clean).
  *
  * Bad input throws PredictError (parallelism/predict/errors.ts), one line. `--json -` prints only
  * JSON on stdout: predict an object (step_time_s, tokens_per_s, tflops_per_gpu, mfu, memory_gib_per_gpu,
@@ -49,6 +54,7 @@ interface CommonFlags {
   cpComm?: 'ring' | 'allgather';
   tpOverlap?: boolean;
   gradBytes?: number;
+  activationMemory?: 'megatron' | 'lean';
 }
 
 interface PredictFlags extends CommonFlags {
@@ -79,6 +85,7 @@ function addCommon(c: Command): Command {
     .option('--cp-comm <KIND>', 'context-parallel attention: ring (default) or allgather (Llama 3)', choice('--cp-comm', ['ring', 'allgather']))
     .option('--tp-overlap', 'overlap TP collectives with the neighbouring GEMMs (default: exposed)')
     .option('--grad-bytes <2|4>', 'bytes per gradient element (default 4: fp32 main grads)', num('--grad-bytes'))
+    .option('--activation-memory <KIND>', 'activation copies kept: megatron (default; Korthikanti et al.) or lean (norm outputs and the MLP activation recomputed in backward, as a compiled backward does)', choice('--activation-memory', ['megatron', 'lean']))
     .option('--json <FILE|->', 'write JSON to FILE, or only JSON to stdout with -');
 }
 
@@ -98,8 +105,8 @@ export function predictionLines(p: Prediction): string[] {
   out.push(`  TFLOP/s per GPU  ${p.tflops_per_gpu.toFixed(1)} model${p.hardware_tflops_per_gpu !== p.tflops_per_gpu ? `, ${p.hardware_tflops_per_gpu.toFixed(1)} with recompute` : ''}`);
   out.push(`  MFU              ${pct(p.mfu)}${p.hfu !== p.mfu ? ` (HFU ${pct(p.hfu)})` : ''}`);
   const mg = p.memory_gib;
-  out.push(`  memory per GPU   ${p.memory_gib_per_gpu.toFixed(2)} GiB of ${p.memory_usable_gib.toFixed(1)} usable (${p.memory_capacity_gib.toFixed(1)} GiB HBM): ${p.fits_in_memory ? 'fits' : 'does NOT fit'}`);
-  out.push(`                   parameters ${mg.parameters.toFixed(2)}, gradients ${mg.gradients.toFixed(2)}, optimizer ${mg.optimizer.toFixed(2)}, activations ${mg.activations.toFixed(2)} GiB`);
+  out.push(`  memory per GPU   ${p.memory_gib_per_gpu.toFixed(2)} GiB of ${p.memory_usable_gib.toFixed(1)} usable (${p.memory_capacity_gib.toFixed(1)} GiB device memory): ${p.fits_in_memory ? 'fits' : 'does NOT fit'}`);
+  out.push(`                   parameters ${mg.parameters.toFixed(2)}, gradients ${mg.gradients.toFixed(2)}, optimizer ${mg.optimizer.toFixed(2)}, activations ${mg.activations.toFixed(2)} GiB (${p.layout.activationMemory} accounting)`);
   out.push('');
   out.push('  breakdown of the step (critical pipeline rank):');
   const b = p.breakdown_s;
@@ -117,7 +124,7 @@ export function predictionLines(p: Prediction): string[] {
   }
   for (const rc of p.rank_classes) {
     const m = rc.memory_gib;
-    out.push(`  ${rc.name} (rank ${rc.rank}, ${rc.layers} layers): per microbatch F ${(rc.fwd_s * 1e3).toFixed(2)} ms, B ${(rc.bwd_input_s * 1e3).toFixed(2)} ms, W ${(rc.bwd_weight_s * 1e3).toFixed(2)} ms; ${+rc.inflight.toFixed(3)} microbatches in flight; ${m.total.toFixed(2)} GiB`);
+    out.push(`  ${rc.name} (rank ${rc.rank}, ${rc.layers} layers): per microbatch F ${(rc.fwd_s * 1e3).toFixed(2)} ms, B ${(rc.bwd_input_s * 1e3).toFixed(2)} ms, W ${(rc.bwd_weight_s * 1e3).toFixed(2)} ms; ${+rc.inflight.toFixed(3)} microbatches (${rc.layer_microbatches} layer-microbatches) in flight; ${m.total.toFixed(2)} GiB`);
   }
   if (p.collectives.length) {
     out.push('');
@@ -151,6 +158,36 @@ function fmtBytes(b: number): string {
   return `${Math.round(b)} B`;
 }
 
+/** Where planProgress draws: process.stderr, or a stand-in in the tests. */
+export interface ProgressStream {
+  isTTY?: boolean;
+  columns?: number;
+  write(s: string): unknown;
+}
+
+/**
+ * The planner's progress display: on a terminal, one line redrawn in place ("\r" + text + erase to
+ * the end of the line), cut to the terminal's width so that it never wraps; finish() erases it
+ * before the results are printed. Off a terminal (a pipe, a file, --json - on a pipe) both are
+ * no-ops and `onProgress` is undefined (plan() then skips the calls).
+ */
+export function planProgress(stream: ProgressStream): { onProgress?: (done: number, total: number, phase: string) => void; finish: () => void } {
+  if (stream.isTTY !== true) return { finish: () => {} };
+  let drawn = false;
+  return {
+    onProgress: (done, total, phase) => {
+      const text = `collemu plan: ${phase} ${done.toLocaleString('en-US')}/${total.toLocaleString('en-US')} candidate layouts`;
+      const width = stream.columns && stream.columns > 1 ? stream.columns - 1 : text.length;
+      stream.write(`\r${text.slice(0, width)}\x1b[K`);
+      drawn = true;
+    },
+    finish: () => {
+      if (drawn) stream.write('\r\x1b[K');
+      drawn = false;
+    },
+  };
+}
+
 function emitJson(json: string, value: unknown): void {
   const text = JSON.stringify(value, null, 2) + '\n';
   if (json === '-') process.stdout.write(text);
@@ -182,6 +219,7 @@ export function registerPredictCommands(program: Command): void {
         tp: f.tp, pp: f.pp, dp: f.dp, cp: f.cp, ep: f.ep, vpp: f.vpp, zero: f.zero, sequenceParallel: f.sequenceParallel ?? false,
         microBatch: f.microBatch, recompute: f.recompute, schedule: f.schedule, attention: f.attention, cpComm: f.cpComm,
         tpOverlap: f.tpOverlap ?? false, gradBytes: f.gradBytes, attentionFlops: f.attentionFlops, pipelineModel: f.pipelineModel,
+        activationMemory: f.activationMemory,
       };
       const p = predictStep(inp);
       if (f.json !== '-') for (const l of predictionLines(p)) console.log(l);
@@ -195,13 +233,17 @@ export function registerPredictCommands(program: Command): void {
   )
     .option('--top <K>', 'layouts to show (5)', num('--top'), 5)
     .action((f: CommonFlags & { top: number }) => {
-      const tty = process.stderr.isTTY === true;
-      const r = plan({
-        model: f.model, gpu: f.gpu, gpus: f.gpus, seq: f.seq, globalBatch: f.globalBatch, cluster: f.cluster, top: f.top,
-        attention: f.attention, cpComm: f.cpComm, tpOverlap: f.tpOverlap ?? false, gradBytes: f.gradBytes,
-        progress: tty ? (d, t, ph) => process.stderr.write(`\rcollemu plan: ${ph} ${d}/${t} candidate layouts`) : undefined,
-      });
-      if (tty) process.stderr.write('\r\x1b[K');
+      const prog = planProgress(process.stderr);
+      let r: ReturnType<typeof plan>;
+      try {
+        r = plan({
+          model: f.model, gpu: f.gpu, gpus: f.gpus, seq: f.seq, globalBatch: f.globalBatch, cluster: f.cluster, top: f.top,
+          attention: f.attention, cpComm: f.cpComm, tpOverlap: f.tpOverlap ?? false, gradBytes: f.gradBytes,
+          activationMemory: f.activationMemory, progress: prog.onProgress,
+        });
+      } finally {
+        prog.finish();
+      }
       if (f.json !== '-') {
         const first = r.layouts[0];
         console.log(`collemu plan: ${first?.model ?? f.model} on ${f.gpus} x ${f.gpu}${first ? ` (cluster ${first.cluster})` : ''}, seq ${f.seq}, global batch ${f.globalBatch} sequences`);

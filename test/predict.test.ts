@@ -5,27 +5,46 @@
  *
  * One model and one set of constants for every row: the inputs below are each paper's own layout.
  * Where a paper does not state a parameter the test names the assumption (Llama 3: interleaving
- * v = 8, i.e. one layer per virtual stage, as the 43% -> 41% trend needs; Megatron-LM: v = 2).
+ * v = 8, i.e. one layer per virtual stage, as the 43% -> 41% trend needs, and 'lean' activation
+ * memory, see below; Megatron-LM: v = 2).
+ *
+ * The MFU rows are FIT CHECKS: compute.ts's SUSTAINED holds one fitted efficiency per GPU kind,
+ * fitted to these same rows (H100 0.74 to the three Llama 3 rows, A100 0.827 to the Megatron-LM and
+ * Korthikanti rows). calibration.md and hardware.md have no independent end-to-end H100 figure to
+ * test it against. What one parameter cannot absorb is the spread between the rows and the trends
+ * (the 43% -> 41% bubble test, the memory tests, the planner), and those are what can fail.
  */
 import { Command } from 'commander';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { registerPredictCommands } from '../cli/predict.js';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { planProgress, registerPredictCommands } from '../cli/predict.js';
 import { autoSelect } from '../collectives/registry.js';
 import { placeGroup, presetCluster } from '../parallelism/predict/clusters.js';
 import { PredictError } from '../parallelism/predict/errors.js';
 import { modelFlopsPerSequence } from '../parallelism/predict/flops.js';
-import { GIB, stageMemory } from '../parallelism/predict/memory.js';
+import { GIB, layerActivationBytes, stageMemory, usableBytes } from '../parallelism/predict/memory.js';
 import { MODEL_PRESETS, type ModelSpec } from '../parallelism/predict/models.js';
 import { plan } from '../parallelism/predict/plan.js';
 import { predictStep, type PredictInput } from '../parallelism/predict/step.js';
 import { makeTopology } from '../runtime/topology.js';
 
 /** Llama 3 405B, Table 4 of the Llama 3 paper, on its cluster: [TP, CP, PP, DP], FSDP ~ ZeRO-1 here
- * (parameters kept after forward, FP32 gradients reduce-scattered once per step), SP, all-gather CP. */
+ * (parameters kept after forward, FP32 gradients reduce-scattered once per step), SP, all-gather CP,
+ * no activation recomputation. Activation memory 'lean' (memory.ts): the paper trained these layouts
+ * without activation checkpointing on 80 GB H100s, which Korthikanti's Megatron accounting cannot
+ * fit in any H100 (tested below), and it frees each pipeline stage's input tensor, which that
+ * accounting keeps (the first norm's input, with one layer per stage). */
 const llama = (gpus: number, cp: number, dp: number, seq: number, batch: number): PredictInput => ({
   model: 'llama3-405b', gpu: 'h100', gpus, cluster: 'llama3', tp: 8, cp, pp: 16, dp, seq, globalBatch: batch,
-  zero: 1, sequenceParallel: true, cpComm: 'allgather', vpp: 8,
+  zero: 1, sequenceParallel: true, cpComm: 'allgather', vpp: 8, activationMemory: 'lean',
 });
+// global batch in sequences: 16M tokens = 2048 x 8192 = 128 x 131072
+const LLAMA_ROWS: [string, PredictInput, number][] = [
+  ['8,192 GPUs, TP 8 PP 16 DP 64, 8K', llama(8192, 1, 64, 8192, 2048), 0.43],
+  ['16,384 GPUs, TP 8 PP 16 DP 128, 8K', llama(16384, 1, 128, 8192, 2048), 0.41],
+  ['16,384 GPUs, TP 8 CP 16 PP 16 DP 8, 128K', llama(16384, 16, 8, 131072, 128), 0.38],
+];
 
 const gpt = (name: string, layers: number, hidden: number, heads: number): ModelSpec => ({
   name, layers, hidden, ffn: 4 * hidden, heads, kvHeads: heads, vocab: 51200, activation: 'gelu', dropout: true, tiedEmbeddings: true,
@@ -37,13 +56,7 @@ afterEach(() => {
 });
 
 describe('published MFU figures', () => {
-  // global batch in sequences: 16M tokens = 2048 x 8192 = 128 x 131072
-  const rows: [string, PredictInput, number][] = [
-    ['8,192 GPUs, TP 8 PP 16 DP 64, 8K', llama(8192, 1, 64, 8192, 2048), 0.43],
-    ['16,384 GPUs, TP 8 PP 16 DP 128, 8K', llama(16384, 1, 128, 8192, 2048), 0.41],
-    ['16,384 GPUs, TP 8 CP 16 PP 16 DP 8, 128K', llama(16384, 16, 8, 131072, 128), 0.38],
-  ];
-  it.each(rows)('Llama 3 405B, %s: within 3 MFU points of the paper', (name, inp, published) => {
+  it.each(LLAMA_ROWS)('Llama 3 405B, %s: within 3 MFU points of the paper (a fit check: SUSTAINED.h100 is fitted to these rows)', (name, inp, published) => {
     const p = predictStep(inp);
     report.push(`Llama 3 405B ${name}: predicted MFU ${(100 * p.mfu).toFixed(1)}% (${p.tflops_per_gpu.toFixed(0)} TFLOP/s), published ${100 * published}%`);
     expect(Math.abs(p.mfu - published)).toBeLessThanOrEqual(0.03);
@@ -56,15 +69,17 @@ describe('published MFU figures', () => {
     expect(b.breakdown_s.bubble / b.step_time_s).toBeGreaterThan(1.5 * (a.breakdown_s.bubble / a.step_time_s));
   });
 
-  it('Megatron-LM (Narayanan et al. 2021): GPT-3 175B on 1024 A100s, t 8 p 8, interleaved: ~138 TFLOP/s (44%)', () => {
+  it('Megatron-LM (Narayanan et al. 2021): GPT-3 175B on 1024 A100s, t 8 p 8, interleaved: ~138 TFLOP/s (44%), within 3 points', () => {
     // full recompute, batch 1536, micro-batch 1, unfused attention (2021), FLOPs as the paper counts
-    // them: all of the attention scores, recomputation included (96 B s L h^2 (...))
+    // them: all of the attention scores, recomputation included (96 B s L h^2 (...)). Within 3
+    // points like every other row since SUSTAINED.a100 is the minimax fit of the four A100 rows
+    // (0.827; the earlier 0.84, a mean fit, left this row at +3.2 and the test at 4 points).
     const p = predictStep({
       model: 'gpt3-175b', gpu: 'a100', gpus: 1024, tp: 8, pp: 8, seq: 2048, globalBatch: 1536, recompute: 'full',
       vpp: 2, attention: 'unfused', attentionFlops: 'full',
     });
     report.push(`Megatron-LM GPT-3 175B, 1024 A100: predicted ${p.hardware_tflops_per_gpu.toFixed(0)} TFLOP/s with recompute (${(100 * p.hfu).toFixed(1)}%), published 138 (44%)`);
-    expect(Math.abs(p.hfu - 0.44)).toBeLessThanOrEqual(0.04);
+    expect(Math.abs(p.hfu - 0.44)).toBeLessThanOrEqual(0.03);
   });
 
   it('Korthikanti et al. 2022 Table 5 (SP + selective recompute, A100): MFU within 3 points', () => {
@@ -88,8 +103,9 @@ describe('published MFU figures', () => {
 
 describe('memory (Korthikanti et al. 2022, Figure 1): within 1%', () => {
   const m22 = gpt('22B', 48, 6144, 64);
-  // Megatron-LM 2022: no FlashAttention (the 5as/h terms are the stored softmax / dropout tensors)
-  const base = { gpu: 'a100', seq: 2048, attention: 'unfused' as const };
+  // Megatron-LM 2022: no FlashAttention (the 5as/h terms are the stored softmax / dropout tensors),
+  // dropout (the GPT models here have dropout: true), Megatron's accounting of the pointwise copies
+  const base = { gpu: 'a100', seq: 2048, attention: 'unfused' as const, activationMemory: 'megatron' as const };
   const cases: [string, PredictInput, 'act' | 'states', number][] = [
     ['22B activations, no recompute (t 8)', { ...base, model: m22, gpus: 8, tp: 8, globalBatch: 4, microBatch: 4 }, 'act', 59.25],
     ['22B activations, SP + selective', { ...base, model: m22, gpus: 8, tp: 8, globalBatch: 4, microBatch: 4, sequenceParallel: true, recompute: 'selective' }, 'act', 9.5625],
@@ -123,6 +139,74 @@ describe('memory (Korthikanti et al. 2022, Figure 1): within 1%', () => {
     const z3 = stageMemory({ model, layers: 1, first: false, last: false, tp: 1, pp: 1, dp: d, ep: 1, zero: 3, gradBytes: 2, act, recompute: 'none', inflight: 0 });
     const p1 = z3.gradients * d / 2;
     expect((z3.gradients + z3.optimizer) / p1).toBeCloseTo(14 / d, 9);
+  });
+});
+
+describe('memory: Llama 3 405B (Table 4) on 80 GB H100s, no activation recomputation', () => {
+  it('usable memory: CUDA sees 79.11 GiB of an "80 GB" H100; less 5% fragmentation and 2 GiB reserved', () => {
+    const p = predictStep(LLAMA_ROWS[0]![1]);
+    expect(p.memory_capacity_gib).toBeCloseTo(79.11, 6);
+    expect(p.memory_usable_gib).toBeCloseTo(79.11 * 0.95 - 2, 6);
+    expect(usableBytes(80e9, 'h100') / GIB).toBeCloseTo(73.1545, 3);
+    // a capacity other than the preset's (a cluster file's) is taken as given
+    expect(usableBytes(64 * GIB, 'h100') / GIB).toBeCloseTo(64 * 0.95 - 2, 9);
+  });
+
+  it.each(LLAMA_ROWS)('%s: fits, and fills most of the usable memory', (name, inp) => {
+    const p = predictStep(inp);
+    report.push(`Llama 3 405B ${name}: ${p.memory_gib_per_gpu.toFixed(2)} GiB of ${p.memory_usable_gib.toFixed(2)} usable (lean activations), MFU ${(100 * p.mfu).toFixed(1)}%`);
+    expect(p.fits_in_memory).toBe(true);
+    // no published per-GPU figure; the paper needed dedicated memory optimizations to run these
+    // layouts without activation checkpointing, so they are near the limit: above 80% of usable
+    expect(p.memory_gib_per_gpu).toBeGreaterThan(0.8 * p.memory_usable_gib);
+    // the model states: bf16 parameters and fp32 gradients of the stage unsharded, the fp32 master
+    // weights and Adam moments (12 bytes) sharded over DP (ZeRO-1)
+    const mg = p.memory_gib;
+    expect(mg.gradients / mg.parameters).toBeCloseTo(2, 9);
+    expect(mg.optimizer / mg.parameters).toBeCloseTo(6 / inp.dp!, 9);
+  });
+
+  it.each(LLAMA_ROWS)('%s: Korthikanti\'s Megatron accounting needs more than the whole H100 (why Llama 3 must keep less)', (_, inp) => {
+    const p = predictStep({ ...inp, activationMemory: 'megatron' });
+    expect(p.memory_gib_per_gpu).toBeGreaterThan(p.memory_capacity_gib);
+  });
+
+  it('interleaved schedule, first stage: the embedding-only first chunk holds no layer activations (Llama 3 balancing)', () => {
+    const p = predictStep(LLAMA_ROWS[0]![1]);
+    expect(p.pipeline.layers_per_rank).toEqual([7, ...new Array(14).fill(8), 7]);
+    const first = p.rank_classes.find((r) => r.rank === 0)!;
+    // formulas.md's p (1 + (p-1)/(p v)) = 17.875 microbatches of the share in flight ...
+    expect(first.inflight).toBeCloseTo(16 * (1 + 15 / 128), 9);
+    // ... but 31 of the 143 chunk-microbatches are of chunk 0 (embedding only): 7 x 16 layer-microbatches
+    expect(first.layer_microbatches).toBe(112);
+    // the second rank has 8 one-layer chunks and 2 (p - 2) + (v - 1) p + 1 = 141 in flight: the peak
+    const second = p.rank_classes.find((r) => r.rank === 1)!;
+    expect(second.layer_microbatches).toBe(141);
+    expect(p.memory_gib_per_gpu).toBeCloseTo(second.memory_gib.total, 9);
+  });
+
+  it('per-layer activations: megatron is Korthikanti\'s 34 sbh/t for GPT; lean keeps one copy per pointwise chain', () => {
+    const gpt3 = MODEL_PRESETS['gpt3-175b']!;
+    const s = 2048, b = 1, t = 8, h = gpt3.hidden;
+    const sh = { b, s, tp: t, cp: 1, sp: true, attention: 'flash' as const };
+    const unit = (s * b * h) / t;
+    // with dropout and FlashAttention: 34 sbh/t plus the fp32 log-sum-exp
+    const lse = 4 * (gpt3.heads / t) * s * b;
+    expect(layerActivationBytes(gpt3, { ...sh, store: 'megatron' }).all - lse).toBeCloseTo(34 * unit, 0);
+    // lean drops the QKV and fc1 inputs (2 x 2 sbh) and the GeLU output (8 sbh): 22 sbh/t
+    expect(layerActivationBytes(gpt3, { ...sh, store: 'lean' }).all - lse).toBeCloseTo(22 * unit, 0);
+    // Llama 3 405B, SwiGLU f = 3.25 h, no dropout, GQA (8 KV heads of 128): megatron 12 + 6 f/h,
+    // lean 8 + 4 f/h (sbh/t) plus K and V (2 x 2 s b 128 for the one local KV head)
+    const l = MODEL_PRESETS['llama3-405b']!;
+    const su = (8192 * l.hidden) / t, kv = 2 * 2 * 8192 * 128, lseL = 4 * (l.heads / t) * 8192;
+    const sl = { ...sh, s: 8192 };
+    expect(layerActivationBytes(l, { ...sl, store: 'megatron' }).all).toBeCloseTo((12 + (6 * l.ffn) / l.hidden) * su + kv + lseL, 0);
+    expect(layerActivationBytes(l, { ...sl, store: 'lean' }).all).toBeCloseTo((8 + (4 * l.ffn) / l.hidden) * su + kv + lseL, 0);
+    // the lean recomputation is priced (elementwise, in the recompute part of the step)
+    const lean = predictStep(LLAMA_ROWS[0]![1]), meg = predictStep({ ...LLAMA_ROWS[0]![1], activationMemory: 'megatron' });
+    expect(lean.breakdown_s.recompute).toBeGreaterThan(0);
+    expect(meg.breakdown_s.recompute).toBe(0);
+    expect(lean.breakdown_s.recompute).toBeLessThan(0.01 * lean.step_time_s);
   });
 });
 
@@ -248,6 +332,24 @@ describe('planner', () => {
     expect(r.explanation.join('\n')).toMatch(/where the time goes: compute/);
   });
 
+  it('searches zb-v (two chunks per rank, the output layer on rank 0) and prices it with zbvIdle, not 1F1B halved', () => {
+    const r = plan({ model: 'llama3-70b', gpu: 'h100', gpus: 64, seq: 8192, globalBatch: 64, top: 200, limits: { tp: 8, cp: 1, pp: 4 } });
+    const zbv = r.layouts.filter((p) => p.layout.schedule === 'zb-v');
+    expect(zbv.length).toBeGreaterThan(0);
+    for (const p of zbv) expect(p.layout.vpp).toBe(2);
+    // rank 0 holds the embedding and the output layer (heavier than a layer here: 128K x 8192 / 8
+    // weights against ~0.8B / 8): it takes fewer layers than the others
+    const four = predictStep({ model: 'llama3-70b', gpu: 'h100', gpus: 64, tp: 8, pp: 4, seq: 8192, globalBatch: 64, sequenceParallel: true, zero: 1, schedule: 'zb-v' });
+    expect(four.pipeline.layers_per_rank.reduce((a, b) => a + b, 0)).toBe(80);
+    expect(four.pipeline.layers_per_rank[0]!).toBeLessThan(Math.max(...four.pipeline.layers_per_rank));
+    // closed form as the planner times it: far below 1F1B's (p-1)/m (the old fallback was half of it)
+    const cf = predictStep({ model: 'llama3-70b', gpu: 'h100', gpus: 64, tp: 8, pp: 4, seq: 8192, globalBatch: 64, sequenceParallel: true, zero: 1, schedule: 'zb-v', pipelineModel: 'formula' });
+    expect(cf.pipeline.method).toMatch(/zbvIdle/);
+    expect(cf.microbatches).toBe(32);
+    expect(cf.pipeline.bubble_fraction).toBeLessThan(0.5 * (3 / 32 / 2));
+    expect(Math.abs(cf.step_time_s / four.step_time_s - 1)).toBeLessThan(0.01);
+  });
+
   it('a model that fits on one GPU is trained without model parallelism where that is fastest', () => {
     const r = plan({ model: { ...MODEL_PRESETS['llama3-8b']!, name: 'small', layers: 8 }, gpu: 'h100', gpus: 8, seq: 2048, globalBatch: 64, top: 3 });
     expect(r.layouts[0]!.layout.pp).toBe(1);
@@ -274,6 +376,7 @@ describe('errors: PredictError with a one-line message', () => {
     ['interleaved without enough microbatches', { pp: 8, tp: 8, dp: 1, globalBatch: 4, schedule: 'interleaved', vpp: 2 }, /interleaved 1F1B needs the microbatch count/],
     ['unknown cluster', { cluster: 'my-dc' }, /unknown cluster 'my-dc'/],
     ['ep without experts', { ep: 2 }, /needs an MoE model/],
+    ['unknown activation memory', { activationMemory: 'tiny' as never }, /--activation-memory must be megatron or lean \(got 'tiny'\)/],
   ];
   it.each(bad)('%s', (_, change, re) => {
     let err: unknown;
@@ -336,6 +439,53 @@ describe('CLI: collemu predict / plan (registerPredictCommands)', () => {
     expect(j.length).toBe(3);
     expect(j[0]!.mfu).toBeGreaterThanOrEqual(j[1]!.mfu);
     expect(j[0]!.layout.tp).toBeGreaterThanOrEqual(1);
+  });
+
+  it('plan progress on a terminal: one line redrawn in place, cut to the width, erased at the end; nothing off a terminal', () => {
+    const writes: string[] = [];
+    const tty = planProgress({ isTTY: true, columns: 40, write: (x: string) => writes.push(x) });
+    expect(tty.onProgress).toBeTypeOf('function');
+    tty.onProgress!(64, 4783, 'timing');
+    tty.onProgress!(4783, 4783, 'timing');
+    tty.finish();
+    expect(writes.length).toBe(3);
+    for (const w of writes.slice(0, 2)) {
+      expect(w.startsWith('\r')).toBe(true);
+      expect(w.endsWith('\x1b[K')).toBe(true);
+      expect(w.length - '\r'.length - '\x1b[K'.length).toBeLessThanOrEqual(39);
+    }
+    expect(writes[0]).toBe('\rcollemu plan: timing 64/4,783 candidate\x1b[K');
+    expect(writes[2]).toBe('\r\x1b[K');
+    // wide terminal: the whole line
+    const w2: string[] = [];
+    const wide = planProgress({ isTTY: true, columns: 200, write: (x: string) => w2.push(x) });
+    wide.onProgress!(3, 5, 'simulating the best schedules');
+    expect(w2[0]).toBe('\rcollemu plan: simulating the best schedules 3/5 candidate layouts\x1b[K');
+    // not a terminal (a pipe, a file): no callback, no output
+    const w3: string[] = [];
+    const pipe = planProgress({ isTTY: false, write: (x: string) => w3.push(x) });
+    expect(pipe.onProgress).toBeUndefined();
+    pipe.finish();
+    expect(w3).toEqual([]);
+  });
+
+  const hasScript = spawnSync('script', ['--version'], { encoding: 'utf8' }).status === 0;
+  it.skipIf(!hasScript)('plan on a pseudo-terminal (script -qec): progress on stderr, then the table; piped: no progress', () => {
+    const BIN = join(import.meta.dirname, '..', 'bin', 'collemu');
+    const args = ['plan', '--model', 'llama3-8b', '--gpu', 'h100', '--gpus', '64', '--seq', '8192', '--global-batch', '256', '--top', '2'];
+    const cmd = [process.execPath, BIN, ...args].map((a) => `'${a}'`).join(' ');
+    const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8', timeout: 120_000, input: '' });
+    expect(r.status).toBe(0);
+    const out = r.stdout;
+    expect(out).toMatch(/\rcollemu plan: timing \d[\d,]*\/[\d,]+ candidate layouts\x1b\[K/);
+    expect(out).toMatch(/\rcollemu plan: simulating the best schedules 2\/2 candidate layouts\x1b\[K\r\x1b\[K/);
+    // the progress line is erased before the results
+    const end = out.lastIndexOf('\r\x1b[K');
+    expect(out.indexOf('rank    MFU')).toBeGreaterThan(end);
+    const piped = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 120_000 });
+    expect(piped.status).toBe(0);
+    expect(piped.stderr).toBe('');
+    expect(piped.stdout).not.toMatch(/\r/);
   });
 
   it('bad input raises PredictError (cli/main.ts prints "error: ...", exit 2)', async () => {

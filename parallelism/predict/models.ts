@@ -11,7 +11,11 @@
  *  - MoE (optional): `experts` MLPs of `expert_ffn` (default ffn) per layer, `top_k` of them per
  *    token, plus a router h x experts; every layer is an MoE layer.
  *  - dropout (optional, default false): whether the model trains with dropout (GPT-3 did, Llama does
- *    not); it adds the dropout masks of Korthikanti et al. 2022 to the activation memory.
+ *    not); it adds the dropout masks of Korthikanti et al. 2022 to the activation memory (the
+ *    attention-output and MLP-output masks, and with unfused attention the attention-probability
+ *    mask and dropout output; memory.ts) and their elementwise traffic (compute.ts). The other
+ *    switches of the activation accounting belong to the run, not the model: PredictInput.attention
+ *    (flash | unfused) and PredictInput.activationMemory (megatron | lean).
  *
  * JSON file keys: layers, hidden, ffn, heads, kv_heads, vocab, activation ("gelu" | "swiglu"),
  * optional: name, experts, top_k, expert_ffn, dropout, tied_embeddings, comment.

@@ -11,21 +11,28 @@
  *  - pp: every divisor of N / (tp cp) up to L; dp = N / (tp cp pp) must divide B;
  *  - micro-batch: 1, 2, 4, 8 dividing B / dp;
  *  - ep (MoE models only): powers of two dividing dp and the expert count;
- *  - ZeRO: 1 and 2 with dp > 1 (ZeRO-1 moves fewer bytes than ZeRO-0's AllReduce and needs less
- *    memory, so ZeRO-0 is dominated), and 3 without PP (with PP ZeRO-3 behaves as ZeRO-1 here);
+ *  - ZeRO: 0 always; 1 and 2 with dp > 1; 3 with dp > 1 and without PP (with PP ZeRO-3 behaves as
+ *    ZeRO-1 here). ZeRO-0 is not dominated: with fp32 gradients its AllReduce moves 8 bytes per
+ *    parameter against ZeRO-1's 4 (gradient ReduceScatter) + 2 (bf16 parameter AllGather), but all
+ *    of it can hide behind the backward, while ZeRO-1's AllGather has only the first forward to
+ *    hide behind (and the collectives' algorithms differ); where ZeRO-0's unsharded Adam states
+ *    fit, it can win;
  *  - recompute: none, full (selective too with unfused attention, where it saves something);
  *  - schedule: 1F1B; interleaved with every v >= 2 dividing ceil(L / pp) when m is a multiple of
- *    pp; ZB-H1 when m >= pp.
+ *    pp; ZB-H1 and ZB-V (two chunks per rank, V-shaped) when m >= pp;
+ *  - activation memory: the input's activationMemory ('megatron' by default, memory.ts), not searched.
  * Candidates whose memory (a quick per-stage estimate, memory.ts) exceeds the usable HBM by more
- * than 2% are dropped before any timing. The rest are timed with the pipeline closed forms and
- * ranked by MFU (ties: less memory); the best K are then predicted in full (simulated schedules
- * where small enough, parallelism/pipeline.ts) and re-ranked. Progress goes to stderr when it is a TTY (the CLI passes a callback).
+ * than 2% are dropped before any timing. The rest are timed with the pipeline closed forms (zb-v:
+ * step.ts zbvIdle) and ranked by MFU (ties: less memory); the best K are then predicted in full
+ * (simulated schedules where small enough, parallelism/pipeline.ts) and re-ranked. Progress: the
+ * `progress` callback (the CLI draws it on stderr when that is a terminal, cli/predict.ts
+ * planProgress).
  */
 import { HARDWARE } from '../../runtime/hardware.js';
 import { resolveCluster, type Cluster } from './clusters.js';
 import { deviceFor } from './compute.js';
 import { PredictError } from './errors.js';
-import { stageMemory, usableBytes } from './memory.js';
+import { stageMemory, usableBytes, type ActivationMemory } from './memory.js';
 import { isMoe, resolveModel, type ModelSpec } from './models.js';
 import { predictWith, resolveLayout, type AttentionImpl, type CpComm, type Prediction, type PredictInput, type Recompute } from './step.js';
 
@@ -46,6 +53,8 @@ export interface PlanInput {
   progress?: (done: number, total: number, phase: string) => void;
   /** search only layouts with at most these degrees (e.g. { pp: 1 }: no pipeline parallelism) */
   limits?: { tp?: number; cp?: number; pp?: number };
+  /** activation copies kept (memory.ts): 'megatron' (default) or 'lean' */
+  activationMemory?: ActivationMemory;
 }
 
 export interface PlanResult {
@@ -85,11 +94,11 @@ export function plan(inp: PlanInput): PlanResult {
   const cluster = resolveCluster(inp.cluster, gpu, N);
   const hw = cluster.topo.hw;
   const dev = deviceFor(cluster.gpu, hw.peakFlops.bf16, hw.hbmBandwidth);
-  const usable = usableBytes(cluster.topo.data.memCapacity);
+  const usable = usableBytes(cluster.topo.data.memCapacity, cluster.gpu);
   const attention = inp.attention ?? 'flash';
   const base: Omit<PredictInput, 'tp'> = {
     model, gpu, gpus: N, cluster, seq: inp.seq, globalBatch: inp.globalBatch, attention,
-    cpComm: inp.cpComm, tpOverlap: inp.tpOverlap, gradBytes: inp.gradBytes, pipelineModel: 'formula',
+    cpComm: inp.cpComm, tpOverlap: inp.tpOverlap, gradBytes: inp.gradBytes, pipelineModel: 'formula', activationMemory: inp.activationMemory,
   };
   const node = cluster.torus ? cluster.topo.torus!.dims[cluster.topo.torus!.dims.length - 1]! : Math.min(cluster.levels[0]!.size, N);
   const lim = inp.limits ?? {};
@@ -111,7 +120,7 @@ export function plan(inp: PlanInput): PlanResult {
         for (const b of [1, 2, 4, 8]) {
           if (perDp % b !== 0) continue;
           const m = perDp / b;
-          // ZeRO-0 too: with fp32 gradients an AllReduce can beat ReduceScatter + AllGather where it fits
+          // ZeRO-0 too (see the header)
           const zeros = dp === 1 ? [0] : pp > 1 ? [0, 1, 2] : [0, 1, 2, 3];
           const eps = isMoe(model) ? pow2upTo(dp).filter((e) => model.experts! % e === 0) : [1];
           const scheds: { schedule?: string; vpp: number }[] = [];
@@ -121,6 +130,7 @@ export function plan(inp: PlanInput): PlanResult {
             const per = Math.ceil(model.layers / pp);
             if (m % pp === 0 && m >= pp) for (let v = 2; v <= per; v++) if (per % v === 0) scheds.push({ schedule: 'interleaved', vpp: v });
             if (m >= pp) scheds.push({ schedule: 'zb-h1', vpp: 1 });
+            if (m >= pp && per >= 2) scheds.push({ schedule: 'zb-v', vpp: 2 });
           }
           for (const ep of eps) {
             for (const zero of zeros) {
@@ -164,6 +174,7 @@ export function plan(inp: PlanInput): PlanResult {
     const c: PredictInput = {
       ...base, tp: l.tp, cp: l.cp, pp: l.pp, dp: l.dp, ep: l.ep, microBatch: l.microBatch, zero: l.zero, recompute: l.recompute,
       sequenceParallel: l.sequenceParallel, vpp: l.vpp, schedule: l.schedule === 'none' ? undefined : l.schedule, pipelineModel: 'auto',
+      activationMemory: l.activationMemory,
     };
     const q = predictWith(model, cluster, dev, resolveLayout(model, c), c);
     if (q.fits_in_memory) finals.push(q);
@@ -177,16 +188,22 @@ export function plan(inp: PlanInput): PlanResult {
   };
 }
 
-/** A cheap upper-ish estimate of the per-GPU memory of a candidate (first and last stage). */
+/**
+ * A cheap upper-ish estimate of the per-GPU memory of a candidate: the first and the last rank with
+ * ceil(L / pp) layers each, the closed-form in-flight counts (formulas.md), the output layer on
+ * rank 0 for zb-v. predictStep then walks the schedule (step.ts stageActivationPeak).
+ */
 function quickMemory(model: ModelSpec, c: PredictInput, m: number): number {
   const pp = c.pp!, tp = c.tp!, v = c.vpp as number;
   const per = Math.ceil(model.layers / pp);
-  const act = { b: c.microBatch!, s: c.seq, tp, cp: c.cp!, sp: !!c.sequenceParallel, attention: c.attention ?? 'flash' };
+  const act = { b: c.microBatch!, s: c.seq, tp, cp: c.cp!, sp: !!c.sequenceParallel, attention: c.attention ?? 'flash', store: c.activationMemory };
+  const zbv = c.schedule === 'zb-v';
   const infl0 = pp === 1 ? 1 : c.schedule === 'interleaved' ? Math.min(m * v, 2 * (pp - 1) + (v - 1) * pp + 1) / v : Math.min(m, pp);
   const common = { model, tp, pp, dp: c.dp!, ep: c.ep ?? 1, zero: c.zero as 0 | 1 | 2 | 3, gradBytes: c.gradBytes ?? 4, act, recompute: c.recompute! };
-  const first = stageMemory({ ...common, layers: per, first: true, last: pp === 1, inflight: infl0 });
+  const first = stageMemory({ ...common, layers: per, first: true, last: pp === 1 || zbv, inflight: infl0 });
   if (pp === 1) return first.total;
-  const last = stageMemory({ ...common, layers: Math.max(1, model.layers - (pp - 1) * per), first: false, last: true, inflight: 1 });
+  const lastLayers = Math.max(1, model.layers - (pp - 1) * per);
+  const last = stageMemory({ ...common, layers: zbv ? per : lastLayers, first: false, last: !zbv, inflight: zbv || c.schedule === 'zb-h1' ? Math.min(m, pp) : 1 });
   return Math.max(first.total, last.total);
 }
 
@@ -196,7 +213,7 @@ const pct = (x: number, t: number) => `${((100 * x) / t).toFixed(1)}%`;
 export function layoutString(p: Prediction): string {
   const l = p.layout;
   const sched = l.schedule === 'none' ? 'no PP' : l.schedule === 'interleaved' ? `interleaved v=${l.vpp}` : l.schedule;
-  return `tp ${l.tp} cp ${l.cp} pp ${l.pp} dp ${l.dp}${l.ep > 1 ? ` ep ${l.ep}` : ''}, zero ${l.zero}, ${sched}, micro-batch ${l.microBatch} (m = ${p.microbatches}), recompute ${l.recompute}${l.sequenceParallel ? ', sequence parallel' : ''}`;
+  return `tp ${l.tp} cp ${l.cp} pp ${l.pp} dp ${l.dp}${l.ep > 1 ? ` ep ${l.ep}` : ''}, zero ${l.zero}, ${sched}, micro-batch ${l.microBatch} (m = ${p.microbatches}), recompute ${l.recompute}${l.sequenceParallel ? ', sequence parallel' : ''}${l.activationMemory === 'lean' ? ', lean activations' : ''}`;
 }
 
 /** Why the winner wins: its breakdown, what dominates, and how it differs from the runner-up. */

@@ -43,11 +43,18 @@
  *    optimization; without SP the receiver all-gathers the slices over NVLink, charged as exposed
  *    TP), on the link the PP group crosses; the bubble is the makespan
  *    without messages minus the compute, "pp" what the messages add. Large schedules (more than
- *    PIPELINE_SIM_LIMIT chunk-microbatches) use the closed forms of pipeline.ts instead, with
- *    2 (p v - 1) message times for the fill and drain chains.
- *    Stages: the layers are spread so that the slowest rank has as little as possible, the output
- *    layer counting as work on the last rank (Llama 3 removes a layer from the first and last
- *    stages for the same reason); the schedule runs with the slowest rank's chunk times.
+ *    PIPELINE_SIM_LIMIT chunk-microbatches) use the closed forms of pipeline.ts instead (zb-v:
+ *    zbvIdle below, exact for any T_F, T_B, T_W), with 2 (p v - 1) message times for the fill and
+ *    drain chains.
+ *    Stages: the layers are spread so that the slowest rank has as little as possible, the
+ *    embedding counting as work on rank 0 and the output layer on the rank of the last stage (the
+ *    last rank; rank 0 for zb-v) (Llama 3 removes a layer from the first and last stages for the
+ *    same reason); within a rank, the chunk next to the embedding or the output layer gets the
+ *    deficit (stageLayers). The schedule runs with the slowest rank's chunk times.
+ *  - Memory (memory.ts): model states by ZeRO level; activations by walking the schedule's actions
+ *    with each stage's bytes (stageActivationPeak), on the ranks that can hold the peak.
+ *    activationMemory 'lean' adds the backward's recomputation of the norm outputs and the MLP
+ *    activation (memory-bound) to "recompute".
  *  - DP (gradient reduction and parameter gathering, by ZeRO level; memory.ts): ZeRO-0 AllReduce of
  *    the gradients, ZeRO-1 ReduceScatter of gradients + AllGather of bf16 parameters, once per step;
  *    ZeRO-2 a ReduceScatter after every microbatch's backward; ZeRO-3 without PP AllGather forward
@@ -63,12 +70,12 @@
  */
 import { HARDWARE } from '../../runtime/hardware.js';
 import { formulaBubble, runSchedule } from '../pipeline.js';
-import { makeSchedule, peakInflight, SCHEDULE_NAMES, type ScheduleName } from '../schedules.js';
+import { makeSchedule, SCHEDULE_NAMES, type Schedule, type ScheduleName } from '../schedules.js';
 import { collectiveTime, neighbourLink, placeGroup, resolveCluster, type Cluster, type Group } from './clusters.js';
-import { deviceFor, E_HBM, headCompute, layerCompute, T_LAUNCH, type Device, type LayerShape } from './compute.js';
+import { deviceFor, E_HBM, headCompute, layerCompute, memTime, T_LAUNCH, type Device, type LayerShape } from './compute.js';
 import { PredictError } from './errors.js';
 import { coreAttentionForwardFlopsPerSequence, layerForwardFlopsPerSequence, modelFlopsPerSequence, type AttentionFlops } from './flops.js';
-import { GIB, localLayerParamCounts, stageMemory, usableBytes, type MemoryBreakdown } from './memory.js';
+import { ACTIVATION_MEMORY, deviceCapacity, GIB, keptActivationBytes, layerActivationBytes, localLayerParamCounts, stageExtraActivationBytes, stageMemory, usableBytes, type ActivationMemory, type ActivationShape, type MemoryBreakdown } from './memory.js';
 import { isMoe, modelParams, resolveModel, type ModelSpec } from './models.js';
 
 export type Recompute = 'none' | 'selective' | 'full';
@@ -91,6 +98,8 @@ export interface Layout {
   recompute: Recompute;
   /** pipeline schedule ('none' without PP) */
   schedule: ScheduleName | 'none';
+  /** which activation copies are kept (memory.ts header): 'megatron' or 'lean' */
+  activationMemory: ActivationMemory;
 }
 
 export interface PredictInput {
@@ -129,6 +138,12 @@ export interface PredictInput {
   gradBytes?: number;
   /** pipeline: simulate the schedule, use the closed forms, or decide by size (default 'auto') */
   pipelineModel?: 'simulate' | 'formula' | 'auto';
+  /**
+   * activation copies kept (memory.ts header): 'megatron' (default; Korthikanti et al.'s accounting
+   * of Megatron-LM / TransformerEngine) or 'lean' (norm outputs and the MLP activation recomputed in
+   * backward, as a compiled backward does)
+   */
+  activationMemory?: ActivationMemory;
 }
 
 export interface CollectiveUse {
@@ -162,6 +177,8 @@ export interface RankClass {
   bwd_weight_s: number;
   /** microbatches (of this rank's share) in flight at its peak */
   inflight: number;
+  /** layer-microbatches in flight at its activation peak (its chunks' layers x their microbatches) */
+  layer_microbatches: number;
   memory_gib: { parameters: number; gradients: number; optimizer: number; activations: number; total: number };
 }
 
@@ -195,6 +212,7 @@ export interface Prediction {
   mfu: number;
   hfu: number;
   memory_gib_per_gpu: number;
+  /** the device memory a CUDA process sees (memory.ts deviceCapacity), GiB */
   memory_capacity_gib: number;
   memory_usable_gib: number;
   fits_in_memory: boolean;
@@ -229,6 +247,8 @@ export function resolveLayout(model: ModelSpec, inp: PredictInput): Layout & { s
   if (zero > 3) throw new PredictError(`--zero must be 0, 1, 2 or 3 (got ${zero})`);
   const recompute = inp.recompute ?? 'none';
   if (!RECOMPUTE.includes(recompute)) throw new PredictError(`--recompute must be none, selective or full (got '${recompute}')`);
+  const activationMemory = inp.activationMemory ?? 'megatron';
+  if (!ACTIVATION_MEMORY.includes(activationMemory)) throw new PredictError(`--activation-memory must be megatron or lean (got '${activationMemory}')`);
   if (model.heads % tp !== 0) throw new PredictError(`${model.name}: heads ${model.heads} is not divisible by tp ${tp}`);
   if (model.kvHeads % tp !== 0 && tp % model.kvHeads !== 0) throw new PredictError(`${model.name}: kv_heads ${model.kvHeads} and tp ${tp}: one must divide the other`);
   if (model.ffn % tp !== 0) throw new PredictError(`${model.name}: ffn ${model.ffn} is not divisible by tp ${tp}`);
@@ -261,32 +281,43 @@ export function resolveLayout(model: ModelSpec, inp: PredictInput): Layout & { s
   }
   const v = schedule === 'zb-v' ? 2 : vpp;
   if (v > Math.ceil(model.layers / pp)) throw new PredictError(`${model.name} has ${model.layers} layers: too few for ${v} chunks on each of ${pp} pipeline ranks`);
-  return { tp, cp, pp, dp, ep, vpp: v, zero: zero as Layout['zero'], sequenceParallel: sp, microBatch: b, recompute, schedule, seq, globalBatch: B, m };
+  return { tp, cp, pp, dp, ep, vpp: v, zero: zero as Layout['zero'], sequenceParallel: sp, microBatch: b, recompute, schedule, activationMemory, seq, globalBatch: B, m };
 }
 
-/** Spread L layers over p ranks so that the slowest rank's load is least; the last rank also runs the head. */
-export function assignLayers(L: number, p: number, tLayer: number, tHead: number, tEmb: number): number[] {
+/**
+ * Spread L layers over p ranks so that the slowest rank's load is least. Rank 0 runs the embedding,
+ * rank `headRank` the output layer (the last rank; rank 0 for zb-v, whose last stage is on rank 0).
+ */
+export function assignLayers(L: number, p: number, tLayer: number, tHead: number, tEmb: number, headRank = p - 1): number[] {
   if (p === 1) return [L];
-  let best: number[] = [];
+  let best: number[];
   let bestLoad = Infinity;
   const kMin = Math.ceil(L / p);
-  for (let j = 0; j <= kMin; j++) {
-    // j layers on the last rank; the rest as evenly as possible, remainders to the middle ranks first
-    const rest = L - j;
-    const k = Math.ceil(rest / (p - 1));
-    if (k < 1 && rest > 0) continue;
-    const counts = new Array<number>(p).fill(0);
-    counts[p - 1] = j;
-    let left = rest;
-    // fill ranks p-2 .. 0 with k each while layers remain, so the first rank gets the deficit
-    for (let r = p - 2; r >= 0; r--) {
-      const n = Math.min(k, left);
-      counts[r] = n;
-      left -= n;
+  const others = [...Array(p).keys()].filter((r) => r !== 0 && r !== headRank);
+  // j0 layers on rank 0 and jh on the output layer's rank (the same rank for zb-v); the others
+  // share the rest as evenly as possible (k = ceil(rest / others) each from the last rank down, the
+  // lower ranks taking the deficit)
+  let bj0 = -1, bjh = -1;
+  for (let j0 = 0; j0 <= kMin; j0++) {
+    for (let jh = 0; jh <= (headRank === 0 ? 0 : kMin); jh++) {
+      const rest = L - j0 - (headRank === 0 ? 0 : jh);
+      if (rest < 0 || (others.length === 0 && rest !== 0)) continue;
+      const k = others.length ? Math.ceil(rest / others.length) : 0;
+      const load = headRank === 0
+        ? Math.max(j0 * tLayer + tEmb + tHead, k * tLayer)
+        : Math.max(j0 * tLayer + tEmb, jh * tLayer + tHead, k * tLayer);
+      if (load < bestLoad - 1e-15) { bestLoad = load; bj0 = j0; bjh = jh; }
     }
-    if (left !== 0) continue;
-    const load = Math.max(...counts.map((c, r) => c * tLayer + (r === p - 1 ? tHead : 0) + (r === 0 ? tEmb : 0)));
-    if (load < bestLoad - 1e-15) { bestLoad = load; best = counts; }
+  }
+  best = new Array<number>(p).fill(0);
+  best[0] = bj0;
+  if (headRank !== 0) best[headRank] = bjh;
+  let left = L - bj0 - (headRank === 0 ? 0 : bjh);
+  const k = others.length ? Math.ceil(left / others.length) : 0;
+  for (let i = others.length - 1; i >= 0; i--) {
+    const n = Math.min(k, left);
+    best[others[i]!] = n;
+    left -= n;
   }
   return best;
 }
@@ -314,6 +345,144 @@ function inflightFormula(name: ScheduleName | 'none', p: number, m: number, v: n
     case 'interleaved': return Math.min(m * v, m === p ? m * v : 2 * (p - 1 - r) + (v - 1) * p + 1) / v;
     case 'zb-v': return Math.min(m, p);
   }
+}
+
+/** Schedules with more chunk-microbatches than this take the closed-form in-flight counts for memory. */
+export const MEMORY_WALK_LIMIT = 1 << 17;
+
+const scheduleCache = new Map<string, Schedule>();
+/** makeSchedule, memoized (the planner asks for the same (schedule, p, m, v) many times). */
+function cachedSchedule(name: ScheduleName, p: number, m: number, v: number): Schedule {
+  const key = `${name}/${p}/${m}/${v}`;
+  let s = scheduleCache.get(key);
+  if (!s) {
+    s = makeSchedule(name, p, m, name === 'interleaved' ? v : undefined);
+    if (scheduleCache.size >= 256) scheduleCache.delete(scheduleCache.keys().next().value!);
+    scheduleCache.set(key, s);
+  }
+  return s;
+}
+
+/** The pipeline stages (virtual stages) of rank r, in stage order: interleaved r, p + r, ...; zb-v r, 2p - 1 - r. */
+export function rankStages(name: ScheduleName | 'none', p: number, v: number, r: number): number[] {
+  if (name === 'zb-v') return [r, 2 * p - 1 - r];
+  return Array.from({ length: v }, (_, c) => c * p + r);
+}
+
+/**
+ * Layers of each stage (length p x v): rank r's n layers over its v chunks, ceil(n / v) each, the
+ * deficit taken first from the chunk with the embedding (stage 0) and the one with the output layer
+ * (the last stage), then from the rank's later chunks: Llama 3's balancing, where the first chunk
+ * of the first rank holds only the embedding and the last chunk of the last rank only the output
+ * layer.
+ */
+export function stageLayers(name: ScheduleName | 'none', perRank: number[], v: number): number[] {
+  const p = perRank.length, S = p * v;
+  const out = new Array<number>(S).fill(0);
+  for (let r = 0; r < p; r++) {
+    const n = perRank[r]!, stages = rankStages(name, p, v, r);
+    const k = Math.ceil(n / v);
+    let deficit = k * v - n;
+    for (const st of stages) out[st] = k;
+    const order = [...stages.filter((st) => st === 0 || st === S - 1), ...stages.filter((st) => st !== 0 && st !== S - 1).reverse()];
+    for (const st of order) {
+      if (deficit === 0) break;
+      const d = Math.min(deficit, out[st]!);
+      out[st]! -= d;
+      deficit -= d;
+    }
+  }
+  return out;
+}
+
+/**
+ * Activation peak of rank r over its schedule: walk its actions in order; a forward adds its
+ * stage's bytes, the backward releases them (at W where the schedule splits the backward: the
+ * weight gradients read the GEMM inputs; else at B). Returns the peak total, the layer part and
+ * layer-microbatches at that moment, and the peak of chunk-microbatches (for the in-flight count).
+ */
+export function stageActivationPeak(s: Schedule, r: number, stageBytes: number[], stageLayerBytes: number[], stageLayerCount: number[]): { total: number; layers: number; layerMicrobatches: number; chunks: number } {
+  const acts = s.actions[r]!;
+  const split = acts.some((a) => a.kind === 'W');
+  let cur = 0, curL = 0, curN = 0, chunks = 0;
+  let peak = { total: 0, layers: 0, layerMicrobatches: 0, chunks: 0 };
+  for (const a of acts) {
+    if (a.kind === 'F') {
+      cur += stageBytes[a.stage]!; curL += stageLayerBytes[a.stage]!; curN += stageLayerCount[a.stage]!; chunks++;
+      if (cur > peak.total) peak = { total: cur, layers: curL, layerMicrobatches: curN, chunks: peak.chunks };
+      peak.chunks = Math.max(peak.chunks, chunks);
+    } else if (a.kind === (split ? 'W' : 'B') || (!split && a.kind === 'I')) {
+      cur -= stageBytes[a.stage]!; curL -= stageLayerBytes[a.stage]!; curN -= stageLayerCount[a.stage]!; chunks--;
+    }
+  }
+  return peak;
+}
+
+/**
+ * ZB-V's idle time per rank, in closed form over m: the schedule's makespan at m0 = min(m, 2p - 1)
+ * microbatches less its compute, from a list-scheduling pass over its actions (each action starts
+ * when its rank is free and its inputs are ready: the previous stage's forward, the next stage's
+ * input gradient, its own input gradient for W). For m >= 2p - 1 the idle time no longer depends on
+ * m (the pattern only adds full steady-state periods; test/predict-agreement.test.ts checks it
+ * against the simulator), so makespan(m) = 2 m (T_F + T_B + T_W) + idle. Its value depends on the
+ * ratios of T_F, T_B and T_W (it is (p - 1) T_F when they are equal, formulas.md's convention
+ * (p-1)/(6m) of the step); the earlier fallback, half of 1F1B's (p - 1)/m, ignored that ZB-V fills
+ * its bubble with the deferred W, and was 5-13% slower than the simulated schedule.
+ */
+export function zbvIdle(p: number, t: { tF: number; tB: number; tW: number }, m = 2 * p - 1): number {
+  const m0 = Math.min(m, 2 * p - 1);
+  const key = `${p}/${m0}/${t.tF}/${t.tB}/${t.tW}`;
+  const hit = zbvIdleCache.get(key);
+  if (hit !== undefined) return hit;
+  const prog = zbvProgram(p, m0);
+  const S = 2 * p;
+  const doneF = new Float64Array(S * m0).fill(NaN), doneI = new Float64Array(S * m0).fill(NaN);
+  const dur = [t.tF, t.tB, t.tW];
+  let makespan = 0;
+  let remaining = prog.reduce((x, l) => x + l.kind.length, 0);
+  const pos = new Array<number>(p).fill(0), free = new Float64Array(p);
+  while (remaining > 0) {
+    let progressed = false;
+    for (let r = 0; r < p; r++) {
+      const { kind, idx } = prog[r]!;
+      for (let q = pos[r]!; q < kind.length; q++) {
+        const k = kind[q]!, i = idx[q]!, stage = (i / m0) | 0;
+        // F waits for the previous stage's F; I for its own F and the next stage's I; W for its I
+        const ready = k === 0 ? (stage === 0 ? 0 : doneF[i - m0]!) : k === 1 ? Math.max(doneF[i]!, stage === S - 1 ? 0 : doneI[i + m0]!) : doneI[i]!;
+        if (Number.isNaN(ready)) break;
+        const end = Math.max(free[r]!, ready) + dur[k]!;
+        free[r] = end;
+        if (k === 0) doneF[i] = end;
+        else if (k === 1) doneI[i] = end;
+        if (end > makespan) makespan = end;
+        pos[r] = q + 1;
+        remaining--;
+        progressed = true;
+      }
+    }
+    if (!progressed) throw new Error('zb-v list schedule: no action can run (dependency cycle)');
+  }
+  const idle = makespan - 2 * m0 * (t.tF + t.tB + t.tW);
+  if (zbvIdleCache.size >= 4096) zbvIdleCache.clear();
+  zbvIdleCache.set(key, idle);
+  return idle;
+}
+const zbvIdleCache = new Map<string, number>();
+const zbvPrograms = new Map<string, { kind: Uint8Array; idx: Int32Array }[]>();
+/** The zb-v schedule's actions per rank as kind codes (F 0, I 1, W 2) and stage x m + mb indices. */
+function zbvProgram(p: number, m: number): { kind: Uint8Array; idx: Int32Array }[] {
+  const key = `${p}/${m}`;
+  let prog = zbvPrograms.get(key);
+  if (!prog) {
+    const s = makeSchedule('zb-v', p, m);
+    prog = s.actions.map((l) => ({
+      kind: Uint8Array.from(l, (a) => (a.kind === 'F' ? 0 : a.kind === 'W' ? 2 : 1)),
+      idx: Int32Array.from(l, (a) => a.stage * m + a.mb),
+    }));
+    if (zbvPrograms.size >= 256) zbvPrograms.clear();
+    zbvPrograms.set(key, prog);
+  }
+  return prog;
 }
 
 /**
@@ -433,7 +602,12 @@ export function predictWith(model: ModelSpec, cluster: Cluster, dev: Device, lay
     use(epG, 'alltoall', bytes, callsPerLayer * (4 + (recompute === 'full' ? 2 : 0)), a2a.time, a2a);
   }
   const full = recompute === 'full';
-  const recompLayer = full ? lc.fwd : recompute === 'selective' && attention === 'unfused' ? lc.coreAttnFwd : 0;
+  // 'lean' activation memory (memory.ts): the backward recomputes the norm outputs and the MLP
+  // activation, memory-bound; a full recompute re-runs the whole forward instead
+  const act: ActivationShape = { b, s, tp, cp, sp, attention, store: lay.activationMemory };
+  const la = layerActivationBytes(model, act);
+  const leanRecomp = !full && la.recomputeBytes > 0 ? memTime(dev, la.recomputeBytes, la.recomputeKernels) : 0;
+  const recompLayer = (full ? lc.fwd : recompute === 'selective' && attention === 'unfused' ? lc.coreAttnFwd : 0) + leanRecomp;
   if (recompute === 'selective' && attention === 'flash') notes.push('selective recompute with FlashAttention: nothing to recompute (the kernel already recomputes the scores in backward); same as none');
   // compute and communication apart (for the breakdown); the communication of a full recompute's
   // forward counts as communication
@@ -465,15 +639,17 @@ export function predictWith(model: ModelSpec, cluster: Cluster, dev: Device, lay
   // optimization); without sequence parallelism the receiver all-gathers them over the TP group
   const p2pGather = !sp && tp > 1 && pp > 1 ? collectiveTime(cluster, tpG, 'allgather', X).time : 0;
 
-  // ---- layers per pipeline rank, rank classes
+  // ---- layers per pipeline rank, rank classes; the output layer is on the rank of the last stage
+  // (rank 0 for zb-v's V-shaped placement)
+  const headRank = schedule === 'zb-v' ? 0 : pp - 1;
   const tLayer = sumMb(layerMb);
-  const perRank = assignLayers(layers, pp, tLayer, sumMb(headMb), sumMb(embMb));
+  const perRank = assignLayers(layers, pp, tLayer, sumMb(headMb), sumMb(embMb), headRank);
   const rankMb = (r: number): PerMb => {
     const n = perRank[r]!;
     const x: PerMb = { fwd: n * layerMb.fwd, bwdI: n * layerMb.bwdI, bwdW: n * layerMb.bwdW, recompute: n * layerMb.recompute, tp: n * layerMb.tp, cp: n * layerMb.cp, ep: n * layerMb.ep };
     const add = (y: PerMb) => { for (const k of Object.keys(x) as (keyof PerMb)[]) x[k] += y[k]; };
     if (r === 0) add(embMb);
-    if (r === pp - 1) add(headMb);
+    if (r === headRank) add(headMb);
     x.tp += 2 * v * p2pGather;
     return x;
   };
@@ -481,7 +657,7 @@ export function predictWith(model: ModelSpec, cluster: Cluster, dev: Device, lay
     const n = perRank[r]!;
     let f = n * layerFwdTotal + v * p2pGather, bi = n * layerBwdITotal + v * p2pGather, w = n * layerMb.bwdW;
     if (r === 0) { f += hc.embFwd + embTp / 2; bi += hc.embBwd + embTp / 2; }
-    if (r === pp - 1) { f += hc.fwd + headTp / 2; bi += hc.bwdInput + headTp / 2; w += hc.bwdWeight; }
+    if (r === headRank) { f += hc.fwd + headTp / 2; bi += hc.bwdInput + headTp / 2; w += hc.bwdWeight; }
     return { f, bi, w };
   };
   let crit = 0;
@@ -493,7 +669,7 @@ export function predictWith(model: ModelSpec, cluster: Cluster, dev: Device, lay
   let makespan0: number, makespan: number, bubbleFraction = 0, method = 'none';
   const pipeTimes = { tF: critSplit.f / v, tB: critSplit.bi / v, tW: critSplit.w / v };
   const ppG = placeGroup(cluster, 'pp', pp, tp * cp);
-  let inflight: (r: number) => number = (r) => inflightFormula(schedule, pp, m, v, r);
+  let sched: Schedule | undefined;
   if (schedule === 'none') {
     makespan0 = makespan = m * (critSplit.f + critSplit.bi + critSplit.w);
   } else {
@@ -505,14 +681,12 @@ export function predictWith(model: ModelSpec, cluster: Cluster, dev: Device, lay
     let done = false;
     if (sim) {
       try {
-        const sched = makeSchedule(schedule, pp, m, schedule === 'interleaved' ? v : undefined);
+        sched = cachedSchedule(schedule, pp, m, v);
         const r0 = runSchedule(sched, { times: pipeTimes, validated: true });
         const r1 = runSchedule(sched, { times: pipeTimes, validated: true, p2pBytes, p2pLatency: link.alpha, linkBw: link.bw });
         makespan0 = r0.makespan;
         makespan = Math.max(r1.makespan, r0.makespan);
         bubbleFraction = r0.bubbleFraction;
-        const pk = peakInflight(sched).microbatches;
-        inflight = (r) => pk[r]!;
         method = 'simulated schedule (parallelism/pipeline.ts runSchedule)';
         done = true;
       } catch (e) {
@@ -520,12 +694,20 @@ export function predictWith(model: ModelSpec, cluster: Cluster, dev: Device, lay
       }
     }
     if (!done) {
-      // zb-v has a closed form only for T_F = T_B = T_W: otherwise half of 1F1B's (its two chunks)
-      const fb = formulaBubble(schedule, pp, m, v, pipeTimes) ?? formulaBubble('1f1b', pp, m, 1)! / v;
-      bubbleFraction = fb;
-      makespan0 = m * (critSplit.f + critSplit.bi + critSplit.w) * (1 + fb);
+      const work = m * (critSplit.f + critSplit.bi + critSplit.w);
+      if (schedule === 'zb-v') {
+        // zbvIdle: the idle time per rank from the schedule's first 2p - 1 microbatches, exact for
+        // any T_F, T_B, T_W (formulaBubble has zb-v only for equal times)
+        const idle = zbvIdle(pp, pipeTimes, m);
+        bubbleFraction = idle / work;
+        makespan0 = work + idle;
+        method = 'closed form (parallelism/pipeline.ts formulaBubble; zb-v: step.ts zbvIdle)';
+      } else {
+        bubbleFraction = formulaBubble(schedule, pp, m, v, pipeTimes)!;
+        makespan0 = work * (1 + bubbleFraction);
+        method = 'closed form (parallelism/pipeline.ts formulaBubble)';
+      }
       makespan = makespan0 + 2 * (pp * v - 1) * tP2p;
-      method = 'closed form (parallelism/pipeline.ts formulaBubble)';
     }
     use(ppG, 'sendrecv (stage to stage)', p2pBytes, 2 * m * v * (pp > 1 ? 1 : 0), (makespan! - makespan0!) / Math.max(1, 2 * m * v), { time: tP2p, algo: 'p2p' });
   }
@@ -536,7 +718,7 @@ export function predictWith(model: ModelSpec, cluster: Cluster, dev: Device, lay
   const rankParams = (r: number) => {
     let d = perRank[r]! * denseL;
     if (r === 0) d += embedLocal;
-    if (r === pp - 1) d += (pp === 1 && model.tiedEmbeddings ? 0 : embedLocal) + model.hidden;
+    if (r === headRank) d += (headRank === 0 && model.tiedEmbeddings ? 0 : embedLocal) + model.hidden;
     return { dense: d, expert: perRank[r]! * expertL };
   };
   const dpG = placeGroup(cluster, 'dp', dp, tp * cp * pp);
@@ -579,7 +761,7 @@ export function predictWith(model: ModelSpec, cluster: Cluster, dev: Device, lay
     return exposed;
   };
   let dpExposed = 0, dpRank = 0;
-  for (const r of new Set([0, pp - 1, crit])) {
+  for (const r of new Set([0, pp - 1, crit, headRank])) {
     const e = dpTime(r, false);
     if (e > dpExposed) { dpExposed = e; dpRank = r; }
   }
@@ -589,7 +771,7 @@ export function predictWith(model: ModelSpec, cluster: Cluster, dev: Device, lay
   let optTime = 0;
   {
     let worst = 0;
-    for (const r of new Set([0, pp - 1, crit])) {
+    for (const r of new Set([0, pp - 1, crit, headRank])) {
       const { dense, expert } = rankParams(r);
       const shard = zero >= 1 ? dense / dp + expert / (dp / ep) : dense + expert;
       worst = Math.max(worst, shard);
@@ -623,28 +805,51 @@ export function predictWith(model: ModelSpec, cluster: Cluster, dev: Device, lay
   const mfu = modelFlops / (step * gpus * peak);
   const hfu = (modelFlops + recompFlops) / (step * gpus * peak);
 
-  // ---- memory per rank class
-  const act = { b, s, tp, cp, sp, attention };
-  const classes: RankClass[] = [];
-  let worstMem: MemoryBreakdown | undefined;
-  const ranks = pp === 1 ? [0] : [...new Set([0, crit, pp - 1])].sort((x, y) => x - y);
-  for (const r of ranks) {
-    const inf = inflight(r);
+  // ---- memory per rank: walk the schedule's actions (stageActivationPeak) with each stage's bytes
+  const kept = keptActivationBytes(model, act, recompute);
+  const nStages = schedule === 'none' ? 1 : pp * v;
+  const lps = schedule === 'none' ? [layers] : stageLayers(schedule, perRank, v);
+  const stageLayerBytes = lps.map((n) => n * kept);
+  const stageBytes = stageLayerBytes.map((x, st) => x + stageExtraActivationBytes(model, act, st === 0, st === nStages - 1));
+  if (!sched && schedule !== 'none' && pp * m * v <= MEMORY_WALK_LIMIT) sched = cachedSchedule(schedule, pp, m, v);
+  const memOf = (r: number) => {
+    let inf: number, peak: { total: number; layers: number } | undefined, layerMb: number;
+    if (schedule === 'none') {
+      inf = 1; layerMb = layers; peak = { total: stageBytes[0]!, layers: stageLayerBytes[0]! };
+    } else if (sched) {
+      const pk = stageActivationPeak(sched, r, stageBytes, stageLayerBytes, lps);
+      inf = pk.chunks / v; layerMb = pk.layerMicrobatches; peak = pk;
+    } else {
+      inf = inflightFormula(schedule, pp, m, v, r); layerMb = perRank[r]! * inf;
+    }
     const mem = stageMemory({
-      model, layers: perRank[r]!, first: r === 0, last: r === pp - 1, tp, pp, dp, ep, zero, gradBytes, act, recompute, inflight: inf,
+      model, layers: perRank[r]!, first: r === 0, last: r === headRank, tp, pp, dp, ep, zero, gradBytes, act, recompute, inflight: inf, peak,
     });
+    return { mem, inf, layerMb };
+  };
+  // the ranks that can hold the peak: the first and the last, the output layer's, the critical one
+  // and the first rank with the most layers (in-flight counts fall with the rank, or are flat)
+  const maxLayers = Math.max(...perRank);
+  const candidates = [...new Set([0, crit, headRank, pp - 1, perRank.indexOf(maxLayers)])].sort((x, y) => x - y);
+  const mems = new Map(candidates.map((r) => [r, memOf(r)]));
+  let memWorst = candidates[0]!;
+  for (const r of candidates) if (mems.get(r)!.mem.total > mems.get(memWorst)!.mem.total + 1e-6) memWorst = r;
+  const classes: RankClass[] = [];
+  const ranks = pp === 1 ? [0] : [...new Set([0, crit, memWorst, headRank, pp - 1])].sort((x, y) => x - y);
+  for (const r of ranks) {
+    const { mem, inf, layerMb } = mems.get(r)!;
     const sp2 = split(r);
     const name = pp === 1 ? 'all ranks' : r === 0 ? 'first stage' : r === pp - 1 ? 'last stage' : `stage ${r}`;
     classes.push({
-      name, rank: r, layers: perRank[r]!, fwd_s: sp2.f, bwd_input_s: sp2.bi, bwd_weight_s: sp2.w, inflight: inf,
+      name, rank: r, layers: perRank[r]!, fwd_s: sp2.f, bwd_input_s: sp2.bi, bwd_weight_s: sp2.w, inflight: inf, layer_microbatches: layerMb,
       memory_gib: { parameters: mem.parameters / GIB, gradients: mem.gradients / GIB, optimizer: mem.optimizer / GIB, activations: mem.activations / GIB, total: mem.total / GIB },
     });
-    if (!worstMem || mem.total > worstMem.total) worstMem = mem;
   }
+  const worstMem: MemoryBreakdown = mems.get(memWorst)!.mem;
   const wm = worstMem!;
-  const usable = usableBytes(cluster.topo.data.memCapacity);
+  const usable = usableBytes(cluster.topo.data.memCapacity, cluster.gpu);
   const tokens = B * s;
-  const layout: Layout = { tp, cp, pp, dp, ep, vpp: v, zero, sequenceParallel: sp, microBatch: b, recompute, schedule };
+  const layout: Layout = { tp, cp, pp, dp, ep, vpp: v, zero, sequenceParallel: sp, microBatch: b, recompute, schedule, activationMemory: lay.activationMemory };
   if (isMoe(model)) notes.push(`MoE: ${model.experts} experts, top-${model.topK ?? 1}; ${(modelParams(model).active / 1e9).toFixed(1)}B active of ${(modelParams(model).total / 1e9).toFixed(1)}B parameters`);
   return {
     model: model.name, gpu: cluster.gpu, gpus, cluster: cluster.name, cluster_description: cluster.description, layout, seq: s, global_batch: B, microbatches: m,
@@ -654,7 +859,7 @@ export function predictWith(model: ModelSpec, cluster: Cluster, dev: Device, lay
     hardware_tflops_per_gpu: (modelFlops + recompFlops) / step / gpus / 1e12,
     mfu, hfu,
     memory_gib_per_gpu: wm.total / GIB,
-    memory_capacity_gib: cluster.topo.data.memCapacity / GIB,
+    memory_capacity_gib: deviceCapacity(cluster.topo.data.memCapacity, cluster.gpu) / GIB,
     memory_usable_gib: usable / GIB,
     fits_in_memory: wm.total <= usable,
     breakdown_s: breakdown,

@@ -55,18 +55,18 @@ export const TOUR_PARTS: TourPart[] = [
       log('  (TP inside a node on NVLink, DP across pods at 1:7), runs the pipeline schedule on the simulator and adds');
       log('  compute from the GEMM shapes. Same as: collemu predict --model llama3-405b --gpu h100 --gpus 16384');
       log('  --cluster llama3 --tp 8 --pp 16 --dp 128 --seq 8192 --global-batch 2048 --zero 1 --sequence-parallel --vpp 8');
+      log('  --activation-memory lean (one stored tensor per pointwise chain, as a compiled backward keeps)');
       log();
       const p = predictStep({
         model: 'llama3-405b', gpu: 'h100', gpus: 16384, cluster: 'llama3', tp: 8, pp: 16, dp: 128, seq: 8192, globalBatch: 2048,
-        zero: 1, sequenceParallel: true, vpp: 8,
+        zero: 1, sequenceParallel: true, vpp: 8, activationMemory: 'lean',
       });
       const lines = predictionLines(p);
       // the headline and the breakdown; the per-collective detail is in `collemu predict`
       const end = lines.findIndex((l) => l.trim().startsWith('pipeline:'));
       for (const l of lines.slice(0, end < 0 ? lines.length : end)) log(l);
       if (!p.fits_in_memory) {
-        log('  (memory: the activation model (Korthikanti et al. 2022, for SwiGLU and GQA) puts this layout above the usable');
-        log('   HBM, although Llama 3 trained it: it is more generous than Llama 3\'s implementation; see README, predict)');
+        log('  (memory: the activation model puts this layout above the usable HBM, although Llama 3 trained it; see README, predict)');
       }
     },
   },

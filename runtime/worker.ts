@@ -6,8 +6,11 @@
  * Data plane: every rank maps every rank's memory. A send posts a descriptor (offset, length,
  * virtual arrival) into the (src, dst) ring and returns; the receiver copies or reduces straight
  * from the sender's memory, then bumps `consumed` and rings the sender's doorbell. Waiting spins
- * briefly (only when ranks <= cores) and then blocks in Atomics.wait on the rank's doorbell.
+ * briefly (only when ranks <= cores), then polls with sched_yield() between polls for up to
+ * YIELD_BUDGET_NS (native/yieldwait.c, when built: a runnable rank gets the core at once, where a
+ * futex wake costs tens of microseconds), and then blocks in Atomics.wait on the rank's doorbell.
  */
+import { createRequire } from 'node:module';
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { checkPattern, fillInput } from '../collectives/pattern.js';
@@ -34,6 +37,30 @@ class AbortError extends Error {
 }
 
 const nowMs = () => performance.timeOrigin + performance.now();
+
+/** the native yield-polling helper (native/yieldwait.c), or undefined: not built, or COLLEMU_NO_YIELD set */
+interface YieldWait { pollYieldGE(i32: Int32Array, index: number, target: number, budgetNs: number): number }
+function loadYieldWait(): YieldWait | undefined {
+  if (process.env.COLLEMU_NO_YIELD) return undefined;
+  const req = createRequire(import.meta.url);
+  // dist/runtime/worker.js -> dist/native/; runtime/worker.ts (run from source, tests) -> dist/native/
+  for (const rel of ['../native/yieldwait.node', '../dist/native/yieldwait.node']) {
+    try {
+      return req(rel) as YieldWait;
+    } catch {
+      // not there: try the next layout, or go without
+    }
+  }
+  return undefined;
+}
+export const YIELD = loadYieldWait();
+/**
+ * How long a waiting rank yield-polls before it blocks, and per native call (a worker can only be
+ * terminated between calls). Measured on 2 vCPUs (README, Performance): 20 us is too short for 8
+ * ranks, 200 us takes the 8-rank 1 KB AllReduce hand-offs; a longer budget burns CPU on long waits.
+ */
+const YIELD_BUDGET_NS = 200_000;
+const YIELD_CALL_NS = 20_000;
 
 interface Outstanding { peer: number; seq: number; buf: BufName; off: number; end: number }
 
@@ -110,11 +137,24 @@ class RankRuntime {
     if (Atomics.wait(this.ctl, w, v, 100) !== 'ok') Atomics.add(this.ctl, H_AWAKE, 1);
   }
 
-  /** wait until ctl[idx] >= target, spinning first (adaptively), then blocking on our doorbell */
+  /** yield-poll ctl[idx] >= target for up to YIELD_BUDGET_NS (false: not reached, or no helper) */
+  private yieldGE(idx: number, target: number): boolean {
+    const y = YIELD;
+    if (!y) return false;
+    const ctl = this.ctl;
+    for (let spent = 0; spent < YIELD_BUDGET_NS; spent += YIELD_CALL_NS) {
+      if (y.pollYieldGE(ctl, idx, target, YIELD_CALL_NS) >= target) return true;
+      if (Atomics.load(ctl, H_ABORT) !== 0) return false;
+    }
+    return false;
+  }
+
+  /** wait until ctl[idx] >= target: spinning (adaptively), yield-polling, then blocking on our doorbell */
   private waitGE(idx: number, target: number, state: number, peer: number, seq: number): void {
     const ctl = this.ctl;
     if (Atomics.load(ctl, idx) >= target) return;
     if (this.spin > 0 && this.spinGE(idx, target)) return;
+    if (this.yieldGE(idx, target)) return;
     this.setState(state, peer, seq);
     for (;;) {
       const v = Atomics.load(ctl, this.bell);
@@ -159,6 +199,7 @@ class RankRuntime {
         if (Atomics.load(ctl, H_BAR_GEN) !== gen) return this.f64[H_BAR_T0_F64]!;
         if ((s & 63) === 0 && Atomics.load(ctl, H_AWAKE) > this.cores) break;
       }
+      if (this.yieldGE(H_BAR_GEN, gen + 1)) return this.f64[H_BAR_T0_F64]!;
       this.setState(ST_BARRIER);
       while (Atomics.load(ctl, H_BAR_GEN) === gen) {
         this.checkAbort();

@@ -1,0 +1,72 @@
+/*
+ * collemu's one native helper: poll a SharedArrayBuffer word with sched_yield() between polls.
+ *
+ * Why: with more rank threads than cores, a rank that blocks in Atomics.wait costs a futex wake
+ * per hand-off (tens of microseconds here, bench/dataplane.ts), and spinning steals the core the
+ * awaited rank needs. Yielding between polls hands the core to a runnable rank at once, as MPI
+ * implementations over shared memory do. runtime/worker.ts yields for a bounded time, then blocks
+ * in Atomics.wait as before; without this addon (not built, or COLLEMU_NO_YIELD set) it blocks at
+ * once. Built by scripts/build-native.mjs at install; never required.
+ *
+ *   pollYieldGE(i32: Int32Array, index, target, budgetNs) -> the last value read: as soon as
+ *     i32[index] >= target (sequentially consistent load), or when budgetNs has elapsed.
+ *     Keep budgetNs small (tens of microseconds): a worker is only terminated between calls.
+ *
+ * Plain Node-API (node_api.h), NAPI_MODULE_INIT: context-aware, so it loads in worker threads.
+ */
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <sched.h>
+#include <stdint.h>
+#include <time.h>
+
+static int64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static napi_value poll_yield_ge(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4], out;
+  napi_typedarray_type type;
+  size_t len;
+  void *data;
+  uint32_t index;
+  int32_t target;
+  int64_t budget;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) {
+    napi_throw_type_error(env, NULL, "pollYieldGE(i32, index, target, budgetNs)");
+    return NULL;
+  }
+  if (napi_get_typedarray_info(env, argv[0], &type, &len, &data, NULL, NULL) != napi_ok || type != napi_int32_array) {
+    napi_throw_type_error(env, NULL, "pollYieldGE: expected an Int32Array");
+    return NULL;
+  }
+  if (napi_get_value_uint32(env, argv[1], &index) != napi_ok || index >= len) {
+    napi_throw_range_error(env, NULL, "pollYieldGE: index out of range");
+    return NULL;
+  }
+  if (napi_get_value_int32(env, argv[2], &target) != napi_ok || napi_get_value_int64(env, argv[3], &budget) != napi_ok) {
+    napi_throw_type_error(env, NULL, "pollYieldGE: target and budgetNs must be numbers");
+    return NULL;
+  }
+  int32_t *p = (int32_t *)data + index;
+  int32_t cur;
+  const int64_t t0 = now_ns();
+  for (;;) {
+    cur = __atomic_load_n(p, __ATOMIC_SEQ_CST);
+    if (cur >= target || now_ns() - t0 >= budget) break;
+    sched_yield();
+  }
+  napi_create_int32(env, cur, &out);
+  return out;
+}
+
+NAPI_MODULE_INIT() {
+  napi_property_descriptor d[] = {
+    { "pollYieldGE", NULL, poll_yield_ge, NULL, NULL, NULL, napi_enumerable, NULL },
+  };
+  napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
+  return exports;
+}

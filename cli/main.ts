@@ -40,12 +40,13 @@ const bytesArg = (what: string) => (v: string) => {
   }
 };
 
-interface TopoFlags { topology: string; ranks?: number; nodes?: number; linkBw?: number; linkLatency?: number; reduceBw?: number; gpu?: string; memCapacity?: number; torus?: string; oversubscription?: number; podSize?: number; ingress?: boolean }
+interface TopoFlags { topology: string; ranks?: number; nodes?: number; linkBw?: number; linkLatency?: number; reduceBw?: number; gpu?: string; memCapacity?: number; torus?: string; oversubscription?: number; podSize?: number; ingress?: boolean; contention?: boolean; nicsPerNode?: number }
 
 function topoFrom(f: TopoFlags) {
   const o: TopologyOptions = {
     ranks: f.ranks, nodes: f.nodes, linkBw: f.linkBw, linkLatency: f.linkLatency, reduceBw: f.reduceBw, gpu: f.gpu, memCapacity: f.memCapacity, torus: f.torus,
     spineOversubscription: f.oversubscription, podSize: f.podSize, ...(f.ingress ? { ingress: true } : {}),
+    ...(f.contention ? { contention: true } : {}), nicsPerNode: f.nicsPerNode,
   };
   return makeTopology(f.topology, o);
 }
@@ -56,14 +57,16 @@ function addTopoOptions(c: Command): Command {
     .option('--topology <NAME|FILE>', `topology preset (${TOPOLOGY_PRESETS.join(', ')}) or a JSON file`, 'hgx-h100')
     .option('--nodes <K>', 'nodes for hgx-h100 / dgx-a100 (8 GPUs each), racks for gb200-nvl72 (72 each)', num('--nodes', true))
     .option('--oversubscription <S>', 'hgx-h100 / dgx-a100 / llama3: spine (llama3: between pods) oversubscription 1:S, charged as the per-GPU share under full load', num('--oversubscription'))
-    .option('--pod-size <N>', 'llama3: GPUs per pod (default 3072)', num('--pod-size', true))
+    .option('--pod-size <N>', 'llama3: GPUs per pod (default 3072); with --contention on hgx-h100 / dgx-a100: GPUs per scalable unit (default 256)', num('--pod-size', true))
     .option('--torus <AxBxC>', 'TPU presets: slice shape, e.g. 4x4x8 (3D) or 8x8 (2D); axis suffix w/m forces/removes the wraparound')
     .option('--link-bw <GB/s>', 'flat: link bandwidth per direction', num('--link-bw'))
     .option('--link-latency <us>', 'flat: link latency', num('--link-latency'))
     .option('--reduce-bw <GB/s>', 'modeled local reduce/copy throughput (0 = free); default: from the GPU HBM bandwidth (flat: free)', num('--reduce-bw'))
     .option('--gpu <NAME>', 'hardware profile: a100, h100, h200, b200, tpu-v4, tpu-v5p, tpu-v5e, tpu-v6e')
     .option('--mem-capacity <bytes>', 'device memory per rank (scaled down), e.g. 2G', bytesArg('--mem-capacity'))
-    .option('--ingress', 'model receiver-side (ingress) contention: messages into a rank share its ingress port, in its receive order');
+    .option('--ingress', 'model receiver-side (ingress) contention: messages into a rank share its ingress port, in its receive order')
+    .option('--contention', 'time shared resources (spine / pod uplinks, shared NICs, torus route links) in start-time order instead of static shares')
+    .option('--nics-per-node <K>', 'hgx-h100 / dgx-a100: NICs per 8-GPU node (1, 2, 4, 8; default 8 = one per GPU)', num('--nics-per-node', true));
 }
 
 async function loadAlgoFile(file: string, coll: Collective): Promise<Algorithm> {

@@ -26,7 +26,8 @@ import { ELEM_BYTES, type BufName, type BufferSizes, type Program } from './ir.j
 import type { BufferLayout, RankResult, RunJob } from './job.js';
 import { checkHostFootprint, DeviceMemory, makeBacking, STAGE_BYTES } from './memory.js';
 import { describeOp } from './simulate.js';
-import type { Topology } from './topology.js';
+import { TopologyError, type Topology } from './topology.js';
+import { contendedTimes } from './contention.js';
 import { TRACE_STRIDE, unpackTrace, type TraceEvent } from './trace.js';
 
 export const DEADLOCK_MS = 600;
@@ -233,6 +234,7 @@ export class Cluster {
     this.busy = true;
     try {
       if (opts.timingOnly && (opts.check || opts.pattern || opts.beforeRun)) throw new Error('a timing-only run has no data to fill or check');
+      if (this.topo.data.contention && (opts.pace ?? 0) > 0) throw new TopologyError('--pace cannot be combined with --contention (the contended times are computed after the run)');
       this.prepareMemory(opts.sizes, !!opts.timingOnly);
       opts.beforeRun?.(this);
       // fresh counters for every job: all ranks are idle between jobs
@@ -276,11 +278,19 @@ export class Cluster {
       const failed = res.find((x) => x.error);
       if (failed) throw new RankFailure(failed.rank, failed.error!.split('\n').slice(0, 6).join('\n'));
       if (res.some((x) => x.aborted)) throw new Error('run aborted');
-      const rankTimes = res.map((x) => x.vtime);
+      let rankTimes = res.map((x) => x.vtime);
       let events: TraceEvent[] | undefined;
       if (opts.trace) {
         events = [];
         for (const x of res) if (x.trace) events.push(...unpackTrace(x.trace, x.trace.length / TRACE_STRIDE));
+      }
+      if (this.topo.data.contention) {
+        // shared resources are timed in start-time order across ranks, which no rank sees alone:
+        // the same programs' contention pass (runtime/contention.ts) gives the virtual times; the
+        // workers moved and checked the data
+        const ct = contendedTimes(opts.programs, this.topo, { trace: !!opts.trace });
+        rankTimes = Array.from(ct.rankTimes);
+        if (events && ct.events) events = withVirtualTimes(events, ct.events);
       }
       return {
         time: Math.max(...rankTimes),
@@ -361,4 +371,24 @@ export class Cluster {
     for (const port of this.ports) port.close();
     await this.pool.destroy();
   }
+}
+
+/**
+ * Worker trace events (host times) with the virtual times of the contention pass: both list each
+ * rank's ops in program order.
+ */
+function withVirtualTimes(host: TraceEvent[], virt: TraceEvent[]): TraceEvent[] {
+  const byRank = new Map<number, TraceEvent[]>();
+  for (const e of virt) {
+    let l = byRank.get(e.rank);
+    if (!l) byRank.set(e.rank, (l = []));
+    l.push(e);
+  }
+  const seen = new Map<number, number>();
+  return host.map((e) => {
+    const i = seen.get(e.rank) ?? 0;
+    seen.set(e.rank, i + 1);
+    const v = byRank.get(e.rank)?.[i];
+    return v ? { ...e, vStart: v.vStart, vEnd: v.vEnd } : e;
+  });
 }

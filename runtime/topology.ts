@@ -159,6 +159,23 @@ export interface TopologyData {
    * closed-form cost() formulas stay uncontended.
    */
   ingress?: boolean;
+  /**
+   * Resources shared by several ranks, timed in start-time order (runtime/contention.ts; opt-in,
+   * `--contention`). `levels`: domains of `size` consecutive ranks whose traffic leaving (entering)
+   * the domain on a non-intra link class shares the domain's uplink (downlink) of `bw` bytes/s per
+   * direction (a node's shared NIC, a scalable unit's or pod's spine uplinks). `routes` (torus):
+   * every link of a multi-hop route is a resource, shared with the chips it passes.
+   */
+  contention?: { levels: SharedLevel[]; routes?: boolean };
+}
+
+/** One level of shared uplinks (TopologyData.contention). */
+export interface SharedLevel {
+  name: string;
+  /** ranks per domain (contiguous blocks) */
+  size: number;
+  /** uplink (and downlink) capacity of one domain, bytes/s per direction */
+  bw: number;
 }
 
 /** Which link classes a process group's traffic crosses (Topology.linkClassesOf). */
@@ -220,6 +237,16 @@ export class Topology {
       if (!Number.isInteger(link) || link < 0 || link >= nl) throw new TopologyError(`pod link class ${link} is not one of the ${nl} link classes`);
     }
     if (data.ingress !== undefined && typeof data.ingress !== 'boolean') throw new TopologyError(`ingress must be true or false (got ${JSON.stringify(data.ingress)})`);
+    if (data.contention) {
+      const c = data.contention;
+      if (!Array.isArray(c.levels)) throw new TopologyError('contention.levels must be a list');
+      for (const lv of c.levels) {
+        if (typeof lv.name !== 'string') throw new TopologyError('every contention level needs a name');
+        if (!Number.isInteger(lv.size) || lv.size < 1) throw new TopologyError(`contention level '${lv.name}': size must be an integer >= 1 (got ${lv.size})`);
+        if (!(lv.bw > 0) || !Number.isFinite(lv.bw)) throw new TopologyError(`contention level '${lv.name}': bandwidth must be > 0 (got ${lv.bw})`);
+      }
+      if (c.routes && !data.torus) throw new TopologyError('contention routes apply to a torus');
+    }
     if (data.portOfClass) {
       const m = data.portOfClass;
       if (data.torus) throw new TopologyError('a torus has direction ports, not portOfClass');
@@ -308,6 +335,23 @@ export class Topology {
     return this.data.portOfClass ? this.data.portOfClass[c]! : c;
   }
   /**
+   * torus: the directed links of the dimension-order route src -> dst, as (chip, egress port) from
+   * src to the last chip before dst: the lowest differing axis first, the shorter way round on a
+   * wrapped axis (+ on a tie), as port() picks the first hop. Empty for src = dst or off a torus.
+   */
+  route(src: number, dst: number): { chip: number; port: number }[] {
+    const out: { chip: number; port: number }[] = [];
+    if (!this.data.torus) return out;
+    let cur = src;
+    for (let guard = 0; cur !== dst && guard <= this.p; guard++) {
+      const port = this.port(cur, dst);
+      out.push({ chip: cur, port });
+      const axis = port >> 1;
+      cur = this.along(cur, axis, port & 1 ? -1 : 1);
+    }
+    return out;
+  }
+  /**
    * Ingress port of dst on which a message from src arrives (used with TopologyData.ingress): the
    * index of the pair's link-class port, as port(); a torus: the direction port of the last hop of
    * the route (dimension-order routing corrects the lowest differing axis first, so the last hop runs
@@ -394,11 +438,19 @@ export class Topology {
     if (d.torus) {
       const l = d.links[0]!;
       return `${d.name}: ${d.p} chips, ${this.shapeString()}; ${l.name} ${fmtNum(l.bw / 1e9)} GB/s per link per direction, ` +
-        `${fmtNum(l.alpha * 1e6)} us per hop, ${this.nPorts} ports per chip; ${this.hw.name}${d.ingress ? '; ingress contention' : ''}`;
+        `${fmtNum(l.alpha * 1e6)} us per hop, ${this.nPorts} ports per chip; ${this.hw.name}${d.ingress ? '; ingress contention' : ''}${this.contentionText()}`;
     }
     const ls = d.links.map((l) => `${l.name} ${fmtNum(l.bw / 1e9)} GB/s ${fmtNum(l.alpha * 1e6)} us`).join(', ');
     const pods = d.pod ? ` in ${Math.ceil(d.p / d.pod.gpus)} pod(s) of ${d.pod.gpus} GPUs` : '';
-    return `${d.name}: ${d.p} ranks, ${this.nodes} node(s) x ${Math.min(d.gpusPerNode, d.p)} GPU(s)${pods}; ${ls}; ${this.hw.name}${d.ingress ? '; ingress contention' : ''}`;
+    return `${d.name}: ${d.p} ranks, ${this.nodes} node(s) x ${Math.min(d.gpusPerNode, d.p)} GPU(s)${pods}; ${ls}; ${this.hw.name}${d.ingress ? '; ingress contention' : ''}${this.contentionText()}`;
+  }
+  /** "; shared: spine uplink per 256 ranks 1828.6 GB/s, ..." (empty without contention) */
+  private contentionText(): string {
+    const c = this.data.contention;
+    if (!c) return '';
+    const parts = c.levels.map((l) => `${l.name} per ${l.size} ranks ${fmtNum(l.bw / 1e9)} GB/s`);
+    if (c.routes) parts.push('every link of a torus route');
+    return `; shared (contention): ${parts.length ? parts.join(', ') : 'none in this topology'}`;
   }
   /** torus: "4x4x4 torus", "4x4 mesh (no wraparound)", or "4x4x6 (wraparound on x, y)" */
   shapeString(): string {
@@ -456,7 +508,21 @@ export interface TopologyOptions {
    * default off). A JSON file may also set "ingress": true; this option, when given, wins.
    */
   ingress?: boolean;
+  /**
+   * Shared resources timed dynamically (TopologyData.contention, runtime/contention.ts): hgx-h100 /
+   * dgx-a100: a NIC shared by several GPUs (nicsPerNode < 8) and, with oversubscription s > 1, the
+   * spine uplinks of each scalable unit of podSize GPUs (default 256 = 32 nodes) at 1/s of its
+   * GPUs' NIC bandwidth; llama3: each pod's uplink at 1/s of its GPUs' NIC bandwidth; TPU tori:
+   * every link of a multi-hop route. The link classes then carry their line rates (no static
+   * shares). Other topologies have no shared resource (a no-op).
+   */
+  contention?: boolean;
+  /** hgx-h100 / dgx-a100: NICs per 8-GPU node, 1, 2, 4 or 8 (default 8: one per GPU, rail-optimized) */
+  nicsPerNode?: number;
 }
+
+/** DGX SuperPOD scalable unit: 32 nodes of 8 GPUs under one set of leaf switches. */
+export const SCALABLE_UNIT_GPUS = 256;
 
 export const TOPOLOGY_PRESETS = ['flat', 'hgx-h100', 'dgx-a100', 'gb200-nvl72', 'tpu-v4', 'tpu-v5p', 'tpu-v5e', 'tpu-v6e', 'llama3'] as const;
 
@@ -617,7 +683,12 @@ function localCosts(hw: HardwareProfile, reduceBw: number | undefined): { gamma:
 
 /** Build a preset topology, or load a JSON file when `name` is not a preset. */
 export function makeTopology(name: string, opts: TopologyOptions = {}): Topology {
-  const t = makeTopologyBase(name, opts);
+  if (opts.contention !== undefined && typeof opts.contention !== 'boolean') throw new TopologyError(`contention must be true or false (got ${JSON.stringify(opts.contention)})`);
+  let t = makeTopologyBase(name, opts);
+  if (opts.contention && !t.data.contention) {
+    // presets without shared uplinks (flat, gb200-nvl72, JSON files without levels); a torus: its routes
+    t = new Topology({ ...t.data, contention: { levels: [], ...(t.isTorus ? { routes: true } : {}) } });
+  }
   if (opts.ingress === undefined || opts.ingress === !!t.data.ingress) return t;
   if (typeof opts.ingress !== 'boolean') throw new TopologyError(`ingress must be true or false (got ${JSON.stringify(opts.ingress)})`);
   const data = { ...t.data };
@@ -628,7 +699,11 @@ export function makeTopology(name: string, opts: TopologyOptions = {}): Topology
 
 function makeTopologyBase(name: string, opts: TopologyOptions): Topology {
   const gpuKey = opts.gpu;
-  if (opts.podSize !== undefined && name !== 'llama3') throw new TopologyError(`--pod-size applies to llama3, not to ${name}`);
+  const contention = opts.contention === true;
+  if (opts.podSize !== undefined && name !== 'llama3' && !(contention && (name === 'hgx-h100' || name === 'dgx-a100'))) {
+    throw new TopologyError(`--pod-size applies to llama3 (and, with --contention, to hgx-h100 / dgx-a100: GPUs per scalable unit), not to ${name}`);
+  }
+  if (opts.nicsPerNode !== undefined && name !== 'hgx-h100' && name !== 'dgx-a100') throw new TopologyError(`--nics-per-node applies to hgx-h100 / dgx-a100, not to ${name}`);
   if (opts.spineOversubscription !== undefined && name !== 'hgx-h100' && name !== 'dgx-a100' && name !== 'llama3') {
     throw new TopologyError(`--oversubscription applies to hgx-h100, dgx-a100 and llama3, not to ${name}`);
   }
@@ -663,18 +738,38 @@ function makeTopologyBase(name: string, opts: TopologyOptions): Topology {
       const { p } = resolveRanksNodes(opts, 8, name);
       const { gamma, delta } = localCosts(hw, opts.reduceBw);
       const s = checkOversubscription(opts.spineOversubscription, 1);
+      const k = opts.nicsPerNode ?? 8;
+      if (![1, 2, 4, 8].includes(k)) throw new TopologyError(`--nics-per-node must be 1, 2, 4 or 8 (got ${k})`);
       const nic: LinkClass = h100
         ? { name: 'ib-ndr400', alpha: 5e-6, bw: 50e9, kind: 'net', efficiency: NIC400_EFFICIENCY }
         : { name: 'ib-hdr200', alpha: 5e-6, bw: 25e9, kind: 'net' };
+      const nicName = `${nic.name}${k < 8 ? ` (${k} per node)` : ''}`;
+      // without contention: the worst-case static share of each GPU (every GPU sending at once):
+      // k/8 of a NIC, 1/s of that through the spine; with it, line rate and shared resources
+      let inter: LinkClass;
+      const levels: SharedLevel[] = [];
+      if (!contention) {
+        const share = (k / 8) / s;
+        inter = share === 1 ? nic : { ...nic, name: `${nicName}${s > 1 ? ` 1:${+s.toPrecision(4)}` : ''}`, bw: nic.bw * share };
+      } else {
+        inter = { ...nic, name: nicName };
+        if (k < 8) levels.push({ name: `${nic.name} NIC (${8 / k} GPUs)`, size: 8 / k, bw: nic.bw });
+        if (s > 1) {
+          const su = opts.podSize ?? SCALABLE_UNIT_GPUS;
+          if (!Number.isInteger(su) || su < 8 || su % 8 !== 0) throw new TopologyError(`--pod-size must be a multiple of the 8 GPUs per node (got ${su})`);
+          levels.push({ name: `spine uplink (1:${+s.toPrecision(4)})`, size: su, bw: (su / 8) * k * nic.bw / s });
+        }
+      }
       return new Topology({
         name, p, gpusPerNode: 8,
         links: [
           h100
             ? { name: 'nvlink4', alpha: 1e-6, bw: 450e9, kind: 'nvlink', efficiency: NVLINK_EFFICIENCY.nvlink4 }
             : { name: 'nvlink3', alpha: 1e-6, bw: 300e9, kind: 'nvlink', efficiency: NVLINK_EFFICIENCY.nvlink3 },
-          s === 1 ? nic : { ...nic, name: `${nic.name} 1:${+s.toPrecision(4)}`, bw: nic.bw / s },
+          inter,
         ],
         intra: 0, inter: 1, gamma, delta, gpu, memCapacity: opts.memCapacity ?? hw.hbmBytes,
+        ...(contention ? { contention: { levels } } : {}),
       });
     }
     case 'llama3': {
@@ -698,10 +793,13 @@ function makeTopologyBase(name: string, opts: TopologyOptions): Topology {
         links: [
           { name: 'nvlink4', alpha: 1e-6, bw: 450e9, kind: 'nvlink', efficiency: NVLINK_EFFICIENCY.nvlink4 },
           { name: 'roce-400g', alpha: LLAMA3.intraPodLatency, bw: 50e9, kind: 'net', efficiency: NIC400_EFFICIENCY },
-          { name: `roce-xpod 1:${+s.toPrecision(4)}`, alpha: LLAMA3.crossPodLatency, bw: 50e9 / s, kind: 'net', efficiency: NIC400_EFFICIENCY },
+          contention
+            ? { name: 'roce-xpod', alpha: LLAMA3.crossPodLatency, bw: 50e9, kind: 'net', efficiency: NIC400_EFFICIENCY }
+            : { name: `roce-xpod 1:${+s.toPrecision(4)}`, alpha: LLAMA3.crossPodLatency, bw: 50e9 / s, kind: 'net', efficiency: NIC400_EFFICIENCY },
         ],
         intra: 0, inter: 1, pod: { gpus: pod, link: 2 }, portOfClass: [0, 1, 1],
         gamma, delta, gpu, memCapacity: opts.memCapacity ?? hw.hbmBytes,
+        ...(contention ? { contention: { levels: [{ name: `pod uplink (1:${+s.toPrecision(4)})`, size: pod, bw: pod * 50e9 / s }] } } : {}),
       });
     }
     case 'gb200-nvl72': {
@@ -744,7 +842,10 @@ function makeTopologyBase(name: string, opts: TopologyOptions): Topology {
  *   "intraNode": "nvlink", "interNode": "ib",
  *   "reduceBandwidth_GBps": 1000,            (optional; default from the GPU's HBM)
  *   "memoryCapacity_GB": 80,                 (optional; default the GPU's HBM)
- *   "ingress": true                          (optional; model ingress contention, default false)
+ *   "ingress": true,                         (optional; model ingress contention, default false)
+ *   "sharedLevels": [ { "name": "leaf uplink", "size": 16, "bandwidth_GBps": 200 } ]
+ *                                            (optional; shared uplinks per domain of `size` ranks, timed
+ *                                             dynamically: TopologyData.contention, runtime/contention.ts)
  * }
  */
 export function loadTopologyFile(path: string, opts: TopologyOptions = {}): Topology {
@@ -767,7 +868,7 @@ export function topologyFromJson(j: unknown, where = 'topology', opts: TopologyO
   const bad = (msg: string): never => { throw new TopologyError(`${where}: ${msg}`); };
   if (typeof j !== 'object' || j === null || Array.isArray(j)) bad('must be a JSON object');
   const o = j as Record<string, unknown>;
-  const known = new Set(['name', 'gpu', 'gpusPerNode', 'nodes', 'links', 'intraNode', 'interNode', 'reduceBandwidth_GBps', 'memoryCapacity_GB', 'ingress', 'comment']);
+  const known = new Set(['name', 'gpu', 'gpusPerNode', 'nodes', 'links', 'intraNode', 'interNode', 'reduceBandwidth_GBps', 'memoryCapacity_GB', 'ingress', 'sharedLevels', 'comment']);
   for (const k of Object.keys(o)) if (!known.has(k)) bad(`unknown key '${k}' (known: ${[...known].join(', ')})`);
   const gpu = o.gpu === undefined ? 'h100' : typeof o.gpu === 'string' ? o.gpu : bad('"gpu" must be a string');
   let hw: HardwareProfile;
@@ -820,7 +921,21 @@ export function topologyFromJson(j: unknown, where = 'topology', opts: TopologyO
   const { gamma, delta } = localCosts(hw, reduceBw);
   if (o.ingress !== undefined && typeof o.ingress !== 'boolean') bad('"ingress" must be true or false');
   const ingress = opts.ingress ?? (o.ingress as boolean | undefined);
-  return new Topology({ name, p, gpusPerNode: gpn as number, links, intra, inter, gamma, delta, gpu, memCapacity: cap, ...(ingress ? { ingress: true } : {}) });
+  let levels: SharedLevel[] | undefined;
+  if (o.sharedLevels !== undefined) {
+    if (!Array.isArray(o.sharedLevels)) bad('"sharedLevels" must be a list of { "name", "size", "bandwidth_GBps" }');
+    levels = (o.sharedLevels as unknown[]).map((lv, i) => {
+      if (typeof lv !== 'object' || lv === null) return bad(`sharedLevels[${i}] must be an object`);
+      const l = lv as Record<string, unknown>;
+      for (const k of Object.keys(l)) if (!['name', 'size', 'bandwidth_GBps'].includes(k)) bad(`sharedLevels[${i}]: unknown key '${k}'`);
+      if (!Number.isInteger(l.size) || (l.size as number) < 1) bad(`sharedLevels[${i}]: "size" must be an integer >= 1 (ranks per domain)`);
+      if (typeof l.bandwidth_GBps !== 'number' || !(l.bandwidth_GBps > 0)) bad(`sharedLevels[${i}]: "bandwidth_GBps" must be a number > 0`);
+      return { name: typeof l.name === 'string' ? l.name : `level ${i}`, size: l.size as number, bw: (l.bandwidth_GBps as number) * 1e9 };
+    });
+  }
+  // shared levels are timed only with contention on (the option, or a file that lists them)
+  const contention = levels && opts.contention !== false ? { contention: { levels } } : {};
+  return new Topology({ name, p, gpusPerNode: gpn as number, links, intra, inter, gamma, delta, gpu, memCapacity: cap, ...(ingress ? { ingress: true } : {}), ...contention });
 }
 
 /**

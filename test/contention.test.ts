@@ -14,12 +14,13 @@
 import { simulateCollective } from '../collectives/harness.js';
 import { nvlsAllreduce, NVLS_LATENCY } from '../collectives/protocols/nvls.js';
 import { randomInputs } from '../collectives/reference.js';
-import { algorithmsFor, autoSelect, getAlgorithm } from '../collectives/registry.js';
+import { ALGORITHMS, algorithmsFor, autoSelect, getAlgorithm } from '../collectives/registry.js';
 import { bufferSizes, busBwFactor, countForSize, type Algorithm, type CollSpec } from '../collectives/types.js';
 import { Cluster } from '../runtime/cluster.js';
 import { IRError, REDUCE_OPS, validatePrograms, type Program } from '../runtime/ir.js';
+import { contendedTimes } from '../runtime/contention.js';
 import { DeadlockError, simulate } from '../runtime/simulate.js';
-import { makeTopology, topologyFromJson, TopologyError, type Topology } from '../runtime/topology.js';
+import { makeTopology, topologyFromJson, TopologyError, type Topology, type TopologyOptions } from '../runtime/topology.js';
 import { spawnSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
@@ -274,5 +275,126 @@ describe('CLI', () => {
     expect(on[0]!.time).toBeGreaterThan(off[0]!.time * 1.2);
     const t = runCli(['topology', '--topology', 'hgx-h100', '--ingress']);
     expect(t.stdout).toMatch(/ingress contention/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Shared resources timed in start-time order (--contention, runtime/contention.ts)
+
+describe('shared-resource contention (--contention)', () => {
+  const GBps = 1e9;
+  it('uncontended programs: the contention pass gives bit for bit the executors\' times (every algorithm)', () => {
+    for (const topo of [makeTopology('hgx-h100', { nodes: 2, contention: true }), makeTopology('flat', { ranks: 5, reduceBw: 1000, ingress: true, contention: true })]) {
+      let n = 0;
+      for (const a of ALGORITHMS) for (const bytes of [4, 1 << 20]) {
+        const s: CollSpec = { coll: a.coll, p: topo.p, count: countForSize(a.coll, topo.p, bytes), op: 'sum', inPlace: false, root: 1 };
+        if (a.unsupported?.(s, topo)) continue;
+        const progs = a.build(s, topo);
+        expect(Array.from(contendedTimes(progs, topo).rankTimes), `${topo.name} ${a.coll}/${a.name} ${bytes}`).toEqual(Array.from(simulate({ topo, programs: progs }).rankTimes));
+        n++;
+      }
+      expect(n).toBeGreaterThan(40);
+    }
+    // a torus with routes: neighbour-only programs share no link
+    const t = makeTopology('tpu-v4', { contention: true });
+    for (const name of ['torus', 'ring']) {
+      const a = getAlgorithm('allreduce', name);
+      const s = specOf(64, 1 << 18);
+      const progs = a.build(s, t);
+      expect(contendedTimes(progs, t).time, name).toBe(simulate({ topo: t, programs: progs }).time);
+    }
+  });
+
+  it('a NIC shared by the 8 GPUs of a node (--nics-per-node 1): 8 rail flows leave one after another; one per GPU: together', () => {
+    const b = 250_000 * 4, w = b / (50 * GBps), a = 5e-6;
+    const progs = (p: number): Program[] => Array.from({ length: p }, (_, r) => (r < 8
+      ? [{ k: 'send' as const, peer: r + 8, src: { buf: 'in' as const, off: 0, len: b / 4 } }]
+      : [{ k: 'recv' as const, peer: r - 8, dst: { buf: 'out' as const, off: 0, len: b / 4 } }]));
+    const shared = contendedTimes(progs(16), makeTopology('hgx-h100', { nodes: 2, nicsPerNode: 1, contention: true }));
+    const rail = contendedTimes(progs(16), makeTopology('hgx-h100', { nodes: 2, contention: true }));
+    expect(rail.time).toBeCloseTo(w + a, 15);
+    expect(shared.time).toBeCloseTo(8 * w + a, 14);
+    // receivers get their messages 1 w apart, in the senders' (start time, rank) order
+    const got = Array.from(shared.rankTimes.slice(8)).map((t) => Math.round((t - a) / w));
+    expect(got).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    // the shared NICs are reported with what they carried and how long they were busy
+    const up = shared.resources.find((r) => r.name.includes('0 up'))!;
+    expect(up.bytes).toBe(8 * b);
+    expect(up.busy_s).toBeCloseTo(8 * w, 15);
+  });
+
+  it('an oversubscribed spine: flows leaving a scalable unit share 1/s of its NIC bandwidth (fluid: spare capacity costs nothing)', () => {
+    // 4 nodes, scalable units of 16 GPUs (2 nodes), spine 1:4: uplink 16 x 50 / 4 = 200 GB/s
+    const topo = makeTopology('hgx-h100', { nodes: 4, spineOversubscription: 4, podSize: 16, contention: true });
+    const b = 1 << 22, w = b / (50 * GBps), a = 5e-6;
+    const flows = (n: number): Program[] => Array.from({ length: 32 }, (_, r) => {
+      if (r < n) return [{ k: 'send' as const, peer: r + 16, src: { buf: 'in' as const, off: 0, len: b / 4 } }];
+      if (r >= 16 && r < 16 + n) return [{ k: 'recv' as const, peer: r - 16, dst: { buf: 'out' as const, off: 0, len: b / 4 } }];
+      return [];
+    });
+    // 4 flows need exactly the uplink's 200 GB/s: no delay
+    expect(contendedTimes(flows(4), topo).time).toBeCloseTo(w + a, 14);
+    // 16 flows need 800 GB/s: the last leaves after 16 b / 200 GB/s = 4 w
+    expect(contendedTimes(flows(16), topo).time).toBeCloseTo(4 * w + a, 14);
+    // the static share (no --contention) charges every flow 1/4 of its NIC, even when alone
+    const stat = makeTopology('hgx-h100', { nodes: 4, spineOversubscription: 4 });
+    expect(simulate({ topo: stat, programs: flows(1) }).time).toBeCloseTo(4 * w + a, 14);
+    expect(contendedTimes(flows(1), topo).time).toBeCloseTo(w + a, 14);
+  });
+
+  it('torus: a route through a chip shares that chip\'s link with its own sends', () => {
+    // 4x4x4 tpu-v4, axis 2 (stride 1): chip 0 -> 2 routes 0 -> 1 -> 2; chip 1 -> 2 uses the same link 1 -> 2
+    const topo = makeTopology('tpu-v4', { contention: true });
+    const len = 1 << 20, b = len * 4, w = b / 45e9;
+    const progs: Program[] = Array.from({ length: 64 }, () => []);
+    progs[0] = [{ k: 'send', peer: 2, src: { buf: 'in', off: 0, len } }];
+    progs[1] = [{ k: 'send', peer: 2, src: { buf: 'in', off: 0, len } }];
+    progs[2] = [{ k: 'recv', peer: 0, dst: { buf: 'out', off: 0, len } }, { k: 'recv', peer: 1, dst: { buf: 'out', off: len, len } }];
+    const ct = contendedTimes(progs, topo);
+    expect(topo.route(0, 2)).toEqual([{ chip: 0, port: 4 }, { chip: 1, port: 4 }]);
+    // rank 0's message (ties broken by rank) takes link 1 -> 2 first, rank 1's follows
+    expect(ct.rankTimes[2]).toBeCloseTo(2 * w + 1e-6, 14);
+    expect(simulate({ topo: makeTopology('tpu-v4'), programs: progs }).rankTimes[2]).toBeCloseTo(w + 2e-6, 14);
+  });
+
+  it('where contention diverges from the static model and from the closed forms (measured, 64 MB)', () => {
+    const run = (o: TopologyOptions, coll: CollSpec['coll'], algo: string) => {
+      const t = makeTopology('hgx-h100', o);
+      const a = getAlgorithm(coll, algo);
+      const s: CollSpec = { coll, p: t.p, count: countForSize(coll, t.p, 64 << 20), op: 'sum', inPlace: false, root: 0 };
+      return o.contention ? contendedTimes(a.build(s, t), t).time : simulate({ topo: t, programs: a.build(s, t) }).time;
+    };
+    // one NIC per node: a flat ring crosses each node boundary with ONE flow, which gets the whole
+    // NIC: the static 1/8 share makes it 8x slower than it is
+    const fullRing = run({ nodes: 4 }, 'allreduce', 'ring');
+    expect(run({ nodes: 4, nicsPerNode: 1, contention: true }, 'allreduce', 'ring')).toBeCloseTo(fullRing, 12);
+    expect(run({ nodes: 4, nicsPerNode: 1 }, 'allreduce', 'ring') / fullRing).toBeGreaterThan(7);
+    // the rail-optimized hierarchical algorithm loads all 8 rails at once: there the static share is right
+    const h = run({ nodes: 4, nicsPerNode: 1, contention: true }, 'reducescatter', 'hierarchical');
+    expect(Math.abs(h / run({ nodes: 4, nicsPerNode: 1 }, 'reducescatter', 'hierarchical') - 1)).toBeLessThan(0.02);
+    // on a torus the recursive algorithms' multi-hop exchanges collide: rd AllGather x2.99 on 4x4x4
+    const t = makeTopology('tpu-v4', { contention: true });
+    const rd = getAlgorithm('allgather', 'rd');
+    const s: CollSpec = { coll: 'allgather', p: 64, count: countForSize('allgather', 64, 64 << 20), op: 'sum', inPlace: false, root: 0 };
+    const ratio = contendedTimes(rd.build(s, t), t).time / rd.cost(s, makeTopology('tpu-v4'));
+    expect(ratio).toBeGreaterThan(2);
+  });
+
+  it('is deterministic: arrays or streamed programs, run after run', () => {
+    const topo = makeTopology('hgx-h100', { nodes: 8, spineOversubscription: 2, podSize: 16, contention: true });
+    const a = getAlgorithm('alltoall', 'pairwise');
+    const s: CollSpec = { coll: 'alltoall', p: 64, count: 1000, op: 'sum', inPlace: false, root: 0 };
+    const x = contendedTimes(a.build(s, topo), topo).rankTimes;
+    const y = contendedTimes((r) => a.build(s, topo)[r]!, topo).rankTimes;
+    expect(Array.from(y)).toEqual(Array.from(x));
+  });
+
+  it('bad options are one-line errors', () => {
+    expect(() => makeTopology('hgx-h100', { nicsPerNode: 3 })).toThrow(/--nics-per-node must be 1, 2, 4 or 8/);
+    expect(() => makeTopology('hgx-h100', { podSize: 16 })).toThrow(/--pod-size applies to llama3/);
+    expect(() => makeTopology('tpu-v4', { nicsPerNode: 1 })).toThrow(/--nics-per-node applies to hgx-h100/);
+    const r = runCli(['bench', 'allreduce', '--contention', '--nodes', '2', '--pace', '1', '-b', '1K', '-e', '1K']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--pace cannot be combined with --contention/);
   });
 });

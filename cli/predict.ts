@@ -140,6 +140,40 @@ export function predictionLines(p: Prediction): string[] {
   return out;
 }
 
+/**
+ * The simulated schedule as one row per pipeline rank over `width` columns of equal time: a column
+ * shows the kind of action that fills at least 3/4 of its busy time (F forward, B backward,
+ * I input gradient, W weight gradient), '+' for a mix, '.' when the rank is idle most of it; then
+ * each rank's busy share.
+ */
+export function timelineLines(p: Prediction, width = 100): string[] {
+  const tl = p.pipeline.timeline;
+  if (!tl) return [];
+  let span = 0;
+  for (const l of tl) for (const a of l) if (a.end > span) span = a.end;
+  const col = span / width;
+  const out = ['', `  pipeline timeline (simulated, ${p.pipeline.schedule}): ${width} columns of ${(col * 1e3).toFixed(2)} ms; F forward, B backward, I/W input/weight gradient, + mixed, . idle`];
+  tl.forEach((l, r) => {
+    const occ = Array.from({ length: width }, () => new Map<string, number>());
+    let busy = 0;
+    for (const a of l) {
+      busy += a.end - a.start;
+      for (let c = Math.floor(a.start / col); c < width && c * col < a.end; c++) {
+        const ov = Math.min(a.end, (c + 1) * col) - Math.max(a.start, c * col);
+        if (ov > 0) occ[c]!.set(a.kind, (occ[c]!.get(a.kind) ?? 0) + ov);
+      }
+    }
+    const cells = occ.map((m) => {
+      let best = '.', bt = 0, sum = 0;
+      for (const [k, t] of m) { sum += t; if (t > bt) { best = k; bt = t; } }
+      if (sum < col / 2) return '.';
+      return bt >= 0.75 * sum ? best : '+';
+    });
+    out.push(`    rank ${String(r).padStart(String(tl.length - 1).length)}  ${cells.join('')}  busy ${pct(busy / span)}`);
+  });
+  return out;
+}
+
 function compactList(xs: number[]): string {
   const parts: string[] = [];
   for (let i = 0; i < xs.length;) {
@@ -213,16 +247,25 @@ export function registerPredictCommands(program: Command): void {
     .option('--schedule <NAME>', 'pipeline schedule: gpipe, 1f1b, interleaved, zb-h1, zb-v (default: 1f1b, or interleaved with --vpp > 1)')
     .option('--attention-flops <KIND>', 'attention FLOPs counted for MFU: causal (default, Megatron-LM) or full (Narayanan et al. 2021)', choice('--attention-flops', ['causal', 'full']))
     .option('--pipeline-model <KIND>', 'auto (default), simulate or formula', choice('--pipeline-model', ['auto', 'simulate', 'formula']))
-    .action((f: PredictFlags) => {
+    .option('--timeline', 'print the simulated pipeline schedule per rank (JSON: pipeline.timeline)')
+    .action((f: PredictFlags & { timeline?: boolean }) => {
       const inp: PredictInput = {
         model: f.model, gpu: f.gpu, gpus: f.gpus, cluster: f.cluster, seq: f.seq, globalBatch: f.globalBatch,
         tp: f.tp, pp: f.pp, dp: f.dp, cp: f.cp, ep: f.ep, vpp: f.vpp, zero: f.zero, sequenceParallel: f.sequenceParallel ?? false,
         microBatch: f.microBatch, recompute: f.recompute, schedule: f.schedule, attention: f.attention, cpComm: f.cpComm,
         tpOverlap: f.tpOverlap ?? false, gradBytes: f.gradBytes, attentionFlops: f.attentionFlops, pipelineModel: f.pipelineModel,
-        activationMemory: f.activationMemory,
+        activationMemory: f.activationMemory, timeline: f.timeline ?? false,
       };
       const p = predictStep(inp);
-      if (f.json !== '-') for (const l of predictionLines(p)) console.log(l);
+      if (f.timeline && !p.pipeline.timeline) {
+        throw new PredictError(p.pipeline.schedule === 'none'
+          ? '--timeline needs pipeline parallelism (--pp > 1)'
+          : `--timeline needs the simulated schedule, and this one (${p.pipeline.method}) was not simulated: try --pipeline-model simulate`);
+      }
+      if (f.json !== '-') {
+        for (const l of predictionLines(p)) console.log(l);
+        if (p.pipeline.timeline) for (const l of timelineLines(p)) console.log(l);
+      }
       if (f.json) emitJson(f.json, p);
     });
 

@@ -492,3 +492,42 @@ describe('CLI: collemu predict / plan (registerPredictCommands)', () => {
     await expect(run(['predict', '--model', 'nope', '--gpu', 'h100', '--gpus', '8', '--seq', '1024', '--global-batch', '8'])).rejects.toThrow(PredictError);
   });
 });
+
+describe('the simulated per-rank pipeline timeline (--timeline)', () => {
+  const BIN = join(import.meta.dirname, '..', 'bin', 'collemu');
+  const inp: PredictInput = { model: 'llama3-70b', gpu: 'h100', gpus: 64, tp: 8, pp: 4, dp: 2, seq: 4096, globalBatch: 32, schedule: 'zb-h1', microBatch: 4, timeline: true };
+  it('lists every action of every pipeline rank, in order, without overlap; its span is the simulated pipeline', () => {
+    const p = predictStep(inp);
+    const tl = p.pipeline.timeline!;
+    expect(tl).toHaveLength(4);
+    const m = p.pipeline.microbatches;
+    let span = 0;
+    for (const l of tl) {
+      // zb-h1: F, I and W of every microbatch on every rank
+      expect(l).toHaveLength(3 * m);
+      for (const k of ['F', 'I', 'W']) expect(l.filter((a) => a.kind === k).map((a) => a.microbatch).sort((x, y) => x - y)).toEqual([...Array(m).keys()]);
+      for (let i = 1; i < l.length; i++) expect(l[i]!.start).toBeGreaterThanOrEqual(l[i - 1]!.end - 1e-12);
+      span = Math.max(span, l[l.length - 1]!.end);
+    }
+    // the same idle share as the prediction's bubble (bubble fraction = idle / busy, mean over ranks)
+    const busy = tl.map((l) => l.reduce((s, a) => s + a.end - a.start, 0));
+    const idle = busy.reduce((s, b) => s + (span - b), 0) / busy.reduce((s, b) => s + b, 0);
+    expect(idle).toBeGreaterThanOrEqual(p.pipeline.bubble_fraction - 1e-9);
+    expect(idle).toBeLessThan(p.pipeline.bubble_fraction + 0.05);
+    // without the option it is not kept
+    expect(predictStep({ ...inp, timeline: false }).pipeline.timeline).toBeUndefined();
+  });
+
+  it('collemu predict --timeline prints one row per pipeline rank; without PP it is an error', () => {
+    const args = ['predict', '--model', 'llama3-70b', '--gpu', 'h100', '--gpus', '64', '--tp', '8', '--pp', '4', '--dp', '2', '--seq', '4096', '--global-batch', '32', '--schedule', 'zb-h1', '--micro-batch', '4', '--timeline'];
+    const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status).toBe(0);
+    const rows = r.stdout.split('\n').filter((l) => /^\s+rank \d\s+[FBIW+.]+\s+busy/.test(l));
+    expect(rows).toHaveLength(4);
+    for (const l of rows) expect(l).toMatch(/I/);
+    const bad = spawnSync(process.execPath, [BIN, 'predict', '--model', 'llama3-8b', '--gpu', 'h100', '--gpus', '8', '--tp', '8', '--seq', '4096', '--global-batch', '8', '--timeline'], { encoding: 'utf8', timeout: 60_000 });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+    expect(bad.stderr).toMatch(/--timeline needs pipeline parallelism/);
+  });
+});

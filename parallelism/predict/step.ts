@@ -144,6 +144,18 @@ export interface PredictInput {
    * backward, as a compiled backward does)
    */
   activationMemory?: ActivationMemory;
+  /** keep the simulated schedule's per-rank timeline (Prediction.pipeline.timeline) */
+  timeline?: boolean;
+}
+
+/** One compute action of the simulated pipeline schedule on one pipeline rank (virtual seconds). */
+export interface TimelineAction {
+  /** F forward, B backward (input and weight gradients), I input gradient, W weight gradient */
+  kind: string;
+  stage: number;
+  microbatch: number;
+  start: number;
+  end: number;
 }
 
 export interface CollectiveUse {
@@ -219,7 +231,15 @@ export interface Prediction {
   breakdown_s: Breakdown;
   memory_gib: { parameters: number; gradients: number; optimizer: number; activations: number; activations_layers: number; states_layers: number; total: number };
   flops: { model_per_step: number; hardware_per_step: number; convention: string };
-  pipeline: { schedule: string; stages: number; chunks_per_rank: number; microbatches: number; bubble_fraction: number; method: string; layers_per_rank: number[] };
+  pipeline: {
+    schedule: string; stages: number; chunks_per_rank: number; microbatches: number; bubble_fraction: number; method: string; layers_per_rank: number[];
+    /**
+     * with PredictInput.timeline and a simulated schedule: per pipeline rank, its compute actions as
+     * the simulator ran them (the critical rank class's stage times, stage-to-stage messages on the
+     * PP group's link), in order
+     */
+    timeline?: TimelineAction[][];
+  };
   rank_classes: RankClass[];
   collectives: CollectiveUse[];
   notes: string[];
@@ -670,6 +690,7 @@ export function predictWith(model: ModelSpec, cluster: Cluster, dev: Device, lay
   const pipeTimes = { tF: critSplit.f / v, tB: critSplit.bi / v, tW: critSplit.w / v };
   const ppG = placeGroup(cluster, 'pp', pp, tp * cp);
   let sched: Schedule | undefined;
+  let timeline: TimelineAction[][] | undefined;
   if (schedule === 'none') {
     makespan0 = makespan = m * (critSplit.f + critSplit.bi + critSplit.w);
   } else {
@@ -686,6 +707,9 @@ export function predictWith(model: ModelSpec, cluster: Cluster, dev: Device, lay
         const r1 = runSchedule(sched, { times: pipeTimes, validated: true, p2pBytes, p2pLatency: link.alpha, linkBw: link.bw });
         makespan0 = r0.makespan;
         makespan = Math.max(r1.makespan, r0.makespan);
+        if (inp.timeline) {
+          timeline = r1.timeline.map((l) => l.map((a) => ({ kind: a.action.kind, stage: a.action.stage, microbatch: a.action.mb, start: a.start, end: a.end })));
+        }
         bubbleFraction = r0.bubbleFraction;
         method = 'simulated schedule (parallelism/pipeline.ts runSchedule)';
         done = true;
@@ -871,7 +895,7 @@ export function predictWith(model: ModelSpec, cluster: Cluster, dev: Device, lay
       model_per_step: modelFlops, hardware_per_step: modelFlops + recompFlops,
       convention: `Megatron-LM: 12 B s L h^2 [(1 + g/a + s/(${attentionFlops === 'causal' ? '2h' : 'h'})) + f_eff/h + V/(2Lh)], ${attentionFlops} attention; recompute counted in hardware FLOPs only`,
     },
-    pipeline: { schedule, stages: pp * v, chunks_per_rank: v, microbatches: m, bubble_fraction: bubbleFraction, method, layers_per_rank: perRank },
+    pipeline: { schedule, stages: pp * v, chunks_per_rank: v, microbatches: m, bubble_fraction: bubbleFraction, method, layers_per_rank: perRank, ...(timeline ? { timeline } : {}) },
     rank_classes: classes,
     collectives,
     notes,

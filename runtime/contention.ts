@@ -221,35 +221,30 @@ export function contendedTimes(
     const path = q.path;
     let st: [number, number];
     const link = topo.link(r, peer);
-    if (o.mc === true) st = multicastTimes(c);
-    else if (res.torusRoutes && path.length > 0) {
-      // every link of the route is shared; the first is the sender's port (start = max(t, free))
-      const first = path[0]!;
-      const s = Math.max(c.t, free[first]!);
-      const w = bytes / link.bw;
-      let e = s + w;
-      free[first] = e; carried[first]! += bytes; busy[first]! += w;
-      for (let i = 1; i < path.length; i++) {
+    /** the message, leaving at s with its last byte on the wire at e, through path[from..]: the new e */
+    const pass = (from: number, s: number, e: number): number => {
+      for (let i = from; i < path.length; i++) {
         const k = path[i]!;
         const wk = bytes / res.bw[k]!;
         free[k] = Math.max(free[k]!, s) + wk;
         carried[k]! += bytes; busy[k]! += wk;
         if (free[k]! > e) e = free[k]!;
       }
-      st = [s, e + link.alpha];
+      return e;
+    };
+    if (o.mc === true) st = multicastTimes(c);
+    else if (res.torusRoutes && path.length > 0) {
+      // every link of the route is shared; the first is the sender's port (start = max(t, free))
+      const first = path[0]!;
+      const s = Math.max(c.t, free[first]!);
+      const w = bytes / link.bw;
+      free[first] = s + w; carried[first]! += bytes; busy[first]! += w;
+      st = [s, pass(1, s, s + w) + link.alpha];
       c.lastStart = st[0]; c.lastArrival = st[1];
     } else {
       st = sendOnLink(c, link, topo.port(r, peer), bytes);
       if (path.length > 0) {
-        const s = st[0];
-        let e = st[1] - link.alpha;
-        for (const k of path) {
-          const wk = bytes / res.bw[k]!;
-          free[k] = Math.max(free[k]!, s) + wk;
-          carried[k]! += bytes; busy[k]! += wk;
-          if (free[k]! > e) e = free[k]!;
-        }
-        st = [s, e + link.alpha];
+        st = [st[0], pass(0, st[0], st[1] - link.alpha) + link.alpha];
         c.lastStart = st[0]; c.lastArrival = st[1];
       }
     }

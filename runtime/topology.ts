@@ -319,20 +319,25 @@ export class Topology {
   port(src: number, dst: number): number {
     if (this.data.torus) {
       for (let i = 0; i < this.dims.length; i++) {
-        const d = this.dims[i]!, st = this.strides[i]!;
-        const dc = (Math.floor(dst / st) % d) - (Math.floor(src / st) % d);
-        if (dc === 0) continue;
-        let up = dc > 0;
-        if (this.wrap[i]) {
-          const fwd = dc > 0 ? dc : dc + d; // hops going +
-          up = fwd <= d - fwd;
-        }
-        return 2 * i + (up ? 0 : 1);
+        const dir = this.direction(src, dst, i);
+        if (dir !== 0) return 2 * i + (dir > 0 ? 0 : 1);
       }
       return 0;
     }
     const c = this.classOf(src, dst);
     return this.data.portOfClass ? this.data.portOfClass[c]! : c;
+  }
+  /**
+   * torus: which way a route from src to dst travels along `axis`: 0 (same coordinate), +1 or -1;
+   * on a wrapped axis the shorter way round, + on a tie
+   */
+  private direction(src: number, dst: number, axis: number): number {
+    const d = this.dims[axis]!, st = this.strides[axis]!;
+    const dc = (Math.floor(dst / st) % d) - (Math.floor(src / st) % d);
+    if (dc === 0) return 0;
+    if (!this.wrap[axis]) return dc > 0 ? 1 : -1;
+    const fwd = dc > 0 ? dc : dc + d; // hops going +
+    return fwd <= d - fwd ? 1 : -1;
   }
   /**
    * torus: the directed links of the dimension-order route src -> dst, as (chip, egress port) from
@@ -360,15 +365,8 @@ export class Topology {
   ingressPort(src: number, dst: number): number {
     if (this.data.torus) {
       for (let i = this.dims.length - 1; i >= 0; i--) {
-        const d = this.dims[i]!, st = this.strides[i]!;
-        const dc = (Math.floor(dst / st) % d) - (Math.floor(src / st) % d);
-        if (dc === 0) continue;
-        let up = dc > 0;
-        if (this.wrap[i]) {
-          const fwd = dc > 0 ? dc : dc + d; // hops going +
-          up = fwd <= d - fwd;
-        }
-        return 2 * i + (up ? 1 : 0);
+        const dir = this.direction(src, dst, i);
+        if (dir !== 0) return 2 * i + (dir > 0 ? 1 : 0);
       }
       return 0;
     }

@@ -12,7 +12,7 @@ import { makeBuffers } from '../collectives/harness.js';
 import { checkOutputs, randomInputs } from '../collectives/reference.js';
 import { outputRegion, type Algorithm, type CollSpec } from '../collectives/types.js';
 import type { Op, Program, ReduceOp } from '../runtime/ir.js';
-import { DeadlockError, simulate } from '../runtime/simulate.js';
+import { DeadlockError, simulate, type OpCursor } from '../runtime/simulate.js';
 import { makeTopology, topologyFromJson, type Topology } from '../runtime/topology.js';
 
 const spec = (p: number, count: number, op: ReduceOp, inPlace: boolean): CollSpec => ({ coll: 'allreduce', p, count, op, inPlace, root: 0 });
@@ -22,6 +22,20 @@ const lazy = (a: Algorithm, s: CollSpec, topo: Topology) => (r: number) => a.ran
 const relErr = (x: number, y: number) => (x === 0 && y === 0 ? 0 : Math.abs(x - y) / Math.max(Math.abs(x), Math.abs(y)));
 
 const STREAMING = ALLREDUCE_ALGOS.filter((a) => a.rankProgram);
+
+/** The same stream without its OpCursor (nextOp): simulate() then pulls it through next(). */
+const plainIterable = (stream: Iterable<Op>): Iterable<Op> => ({
+  [Symbol.iterator]: () => {
+    const it = stream[Symbol.iterator]();
+    return { next: () => it.next() };
+  },
+});
+/** An op's fields (a reused cursor op has the fields its kind lacks set to undefined) */
+const fields = (o: Op | undefined) => {
+  if (!o) return undefined;
+  const x = o as Partial<{ k: string; peer: number; src: unknown; dst: unknown; op: unknown; acc: unknown; s: unknown; mc: unknown; net: unknown; factor: unknown }>;
+  return { k: x.k, peer: x.peer, src: x.src, dst: x.dst, op: x.op, acc: x.acc, s: x.s, mc: x.mc, net: x.net, factor: x.factor };
+};
 
 describe('rankProgram is build() one rank at a time', () => {
   it('is implemented by ring, hierarchical, rhd and direct', () => {
@@ -172,6 +186,85 @@ describe('simulate() with lazy streams', () => {
     expect(fromStreams.pending).toEqual(fromArrays.pending);
     expect(fromArrays.pending.join('\n')).toMatch(/rank 0 at op 1 \(copy .*\): waits for rank 1 to receive a message it sent \(send buffer reuse\)/);
     expect(fromArrays.pending.join('\n')).toMatch(/rank 2 at op 0 .*waits for a message from rank 0/);
+  });
+});
+
+describe('OpCursor streams (nextOp, reused op objects)', () => {
+  const cursorAlgos = [ringAllreduce, hierarchicalAllreduce];
+
+  it('ring and hierarchical streams are OpCursors whose nextOp() gives the ops of next()', () => {
+    for (const a of cursorAlgos) {
+      for (const [topo, p] of [[flat(5), 5], [hgx(1), 8], [hgx(3), 24]] as [Topology, number][]) {
+        for (const op of ['sum', 'avg'] as const) {
+          const s = spec(p, 1003, op, false);
+          for (let r = 0; r < p; r++) {
+            const want = [...a.rankProgram!(s, topo, r)];
+            const cur = a.rankProgram!(s, topo, r)[Symbol.iterator]() as Iterator<Op> & Partial<OpCursor>;
+            expect(typeof cur.nextOp, `${a.name} p=${p} ${op}`).toBe('function');
+            const got: ReturnType<typeof fields>[] = [];
+            for (let o = cur.nextOp!(); o !== undefined; o = cur.nextOp!()) got.push(fields(o));
+            expect(got, `${a.name} p=${p} ${op} rank ${r}`).toEqual(want.map(fields));
+            expect(cur.nextOp!()).toBeUndefined();
+          }
+        }
+      }
+    }
+  });
+
+  it('simulate() gives the same times, counts, trace and data through nextOp() as through next()', () => {
+    for (const a of cursorAlgos) {
+      for (const [topo, p] of [[flat(7), 7], [hgx(2), 16], [hgx(4), 32]] as [Topology, number][]) {
+        for (const op of ['sum', 'avg'] as const) {
+          const s = spec(p, 4099, op, false);
+          const viaCursor = simulate({ topo, programs: lazy(a, s, topo), trace: true });
+          const viaNext = simulate({ topo, programs: (r) => plainIterable(a.rankProgram!(s, topo, r)), trace: true });
+          const label = `${a.name} ${topo.name} p=${p} ${op}`;
+          expect(viaCursor.time, label).toBe(viaNext.time);
+          expect(Array.from(viaCursor.rankTimes), label).toEqual(Array.from(viaNext.rankTimes));
+          expect([viaCursor.messages, viaCursor.ops], label).toEqual([viaNext.messages, viaNext.ops]);
+          const key = (e: { rank: number; kind: string; peer: number; msg: number; vStart: number; vEnd: number; bytes: number }) => `${e.rank} ${e.kind} ${e.peer} ${e.msg} ${e.vStart} ${e.vEnd} ${e.bytes}`;
+          expect(viaCursor.events!.map(key).sort(), label).toEqual(viaNext.events!.map(key).sort());
+          const inputs = randomInputs(s, 5);
+          const d1 = makeBuffers(s, a, topo, inputs), d2 = makeBuffers(s, a, topo, inputs);
+          simulate({ topo, programs: lazy(a, s, topo), data: d1 });
+          simulate({ topo, programs: (r) => plainIterable(a.rankProgram!(s, topo, r)), data: d2 });
+          const outs = (d: typeof d1) => d.map((b, r) => { const O = outputRegion(s, r); return b[O.buf].slice(O.off, O.off + O.len); });
+          expect(checkOutputs(s, inputs, outs(d1)).wrong, label).toBe(0);
+          expect(outs(d1), label).toEqual(outs(d2));
+        }
+      }
+    }
+  });
+
+  it('reports a deadlock the same way for a cursor that reuses one op object', () => {
+    // as 'reports a deadlock the same way for streams and arrays', through an OpCursor that copies
+    // each op into one scratch object (the report describes each blocked rank's op)
+    const programs: Program[] = [
+      [{ k: 'send', peer: 1, src: { buf: 'out', off: 0, len: 1 } }, { k: 'copy', src: { buf: 'out', off: 1, len: 1 }, dst: { buf: 'out', off: 0, len: 1 } }],
+      [{ k: 'recv', peer: 2, dst: { buf: 'out', off: 1, len: 1 } }, { k: 'recv', peer: 0, dst: { buf: 'out', off: 2, len: 1 } }],
+      [{ k: 'recv', peer: 0, dst: { buf: 'out', off: 0, len: 1 } }, { k: 'send', peer: 1, src: { buf: 'out', off: 0, len: 1 } }],
+    ];
+    const cursor = (ops: Program): Iterable<Op> => ({
+      [Symbol.iterator]: () => {
+        let i = 0;
+        const scratch: Record<string, unknown> = {};
+        return {
+          next: () => (i < ops.length ? { done: false, value: ops[i++]! } : { done: true, value: undefined }),
+          nextOp: () => {
+            if (i >= ops.length) return undefined;
+            for (const key of Object.keys(scratch)) delete scratch[key];
+            Object.assign(scratch, ops[i++]!);
+            return scratch as unknown as Op;
+          },
+        } as Iterator<Op> & OpCursor;
+      },
+    });
+    const topo = flat(3);
+    const catchIt = (f: () => unknown) => { try { f(); } catch (e) { return e; } return undefined; };
+    const fromArrays = catchIt(() => simulate({ topo, programs })) as DeadlockError;
+    const fromCursors = catchIt(() => simulate({ topo, programs: (r) => cursor(programs[r]!) })) as DeadlockError;
+    expect(fromCursors).toBeInstanceOf(DeadlockError);
+    expect(fromCursors.pending).toEqual(fromArrays.pending);
   });
 });
 

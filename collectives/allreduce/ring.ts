@@ -32,6 +32,7 @@
  * serializes), an overestimate of the latency chain below it (test/protocols.test.ts measures it).
  */
 import type { Op, Program, ReduceOp, Region } from '../../runtime/ir.js';
+import type { OpCursor } from '../../runtime/simulate.js';
 import type { Topology } from '../../runtime/topology.js';
 import { blocks, inputRegion, outputRegion, sub, type Algorithm, type CollSpec } from '../types.js';
 
@@ -140,75 +141,125 @@ export type RingPhase =
 
 /**
  * The ops of a sequence of ring phases, generated as they are pulled: exactly the sends and
- * receives ring.ts's build() writes for the same phases. The iterator is a small state machine that
- * reuses its result object and allocates only the op objects (a generator costs about twice as much
- * per op in V8, which matters when a simulation pulls 10^8 ops).
+ * receives ring.ts's build() writes for the same phases. The iterator is a small state machine:
+ * next() reuses its result object and allocates only the op objects (a generator costs about twice
+ * as much per op in V8, which matters when a simulation pulls 10^8 ops). It is also an OpCursor
+ * (runtime/simulate.ts): nextOp() gives the same ops in two op objects of its own (a send and a
+ * receive, of one class), rewritten as it goes, so simulate() allocates nothing per op and reads
+ * ops of one shape.
  */
 export function ringPhaseStream(phases: readonly RingPhase[]): Iterable<Op> {
   return { [Symbol.iterator]: () => new RingPhaseIterator(phases) };
 }
 
 /**
- * A ring phase as the iterator runs it: 'ag' is 'rs' with tables tab, index shift 1 and no
- * reduction (acc and op then unused; every field always holds the same type, for V8).
+ * nextOp()'s op: a send ({ k, peer, src }) or a receive ({ k, peer, dst, op?, acc? }), one class for
+ * both (the fields an op kind lacks are undefined), so that its readers see a single object shape.
  */
-class Steps {
-  constructor(
-    readonly n: number, readonly a: number, readonly shift: number, readonly next: number, readonly prev: number,
-    readonly first: Region[], readonly src: Region[], readonly dst: Region[],
-    readonly reduces: boolean, readonly acc: Region[], readonly op: ReduceOp,
-  ) {}
+class RingOp {
+  constructor(readonly k: 'send' | 'recv') {}
+  peer = 0;
+  src: Region | undefined = undefined;
+  dst: Region | undefined = undefined;
+  op: ReduceOp | undefined = undefined;
+  acc: Region | undefined = undefined;
 }
 
-class RingPhaseIterator implements Iterator<Op> {
+const NO_REGIONS: Region[] = [];
+
+class RingPhaseIterator implements Iterator<Op>, OpCursor {
   private ph = 0;
-  /** the ring phase being run (undefined between phases), its step, and send (0) / recv (1) */
-  private f: Steps | undefined = undefined;
-  private s = 0;
-  private half = 0;
+  // the ring phase being run: `at` counts its ops, a send then a receive per step s = at >> 1, up
+  // to `end` = 2(n-1) (0 between phases); 'ag' runs as 'rs' with tables tab, index shift 1 and no
+  // reduction (red undefined)
+  private at = 0;
+  private end = 0;
+  private n = 0;
+  /** the ring position plus the index shift */
+  private pos = 0;
+  private to = 0;
+  private from = 0;
+  private first: Region[] = NO_REGIONS;
+  private srcT: Region[] = NO_REGIONS;
+  private dstT: Region[] = NO_REGIONS;
+  private accT: Region[] = NO_REGIONS;
+  private red: ReduceOp | undefined = undefined;
   private readonly res: { done: boolean; value: Op | undefined } = { done: false, value: undefined };
+  // nextOp()'s send and receive (k, and per phase peer and op, are set once)
+  private readonly sendOp = new RingOp('send');
+  private readonly recvOp = new RingOp('recv');
   constructor(private readonly phases: readonly RingPhase[]) {}
 
-  // kept small (the hot path of a simulation), the rest is in advance()
   next(): IteratorResult<Op> {
-    const f = this.f;
-    if (f === undefined || this.s >= f.n - 1) return this.advance();
-    const res = this.res, s = this.s, n = f.n;
-    let j = f.a + f.shift - s;
-    if (this.half === 0) {
-      this.half = 1;
+    const res = this.res;
+    if (this.at >= this.end) {
+      const o = this.advance();
+      if (o !== null) {
+        res.value = o;
+        res.done = o === undefined;
+        return res as IteratorResult<Op>;
+      }
+    }
+    const at = this.at++, s = at >> 1, n = this.n;
+    let j = this.pos - s;
+    if ((at & 1) === 0) {
       if (j < 0) j += n; else if (j >= n) j -= n;
-      res.value = { k: 'send', peer: f.next, src: (s === 0 ? f.first : f.src)[j]! };
+      res.value = { k: 'send', peer: this.to, src: (s === 0 ? this.first : this.srcT)[j]! };
     } else {
-      this.half = 0;
-      this.s = s + 1;
       j -= 1;
       if (j < 0) j += n; else if (j >= n) j -= n;
-      res.value = f.reduces ? { k: 'recv', peer: f.prev, dst: f.dst[j]!, op: f.op, acc: f.acc[j]! } : { k: 'recv', peer: f.prev, dst: f.dst[j]! };
+      res.value = this.red !== undefined
+        ? { k: 'recv', peer: this.from, dst: this.dstT[j]!, op: this.red, acc: this.accT[j]! }
+        : { k: 'recv', peer: this.from, dst: this.dstT[j]! };
     }
     return res as IteratorResult<Op>;
   }
 
-  /** Start the next phase: yield a single op, or set up a ring phase and yield its first op. */
-  private advance(): IteratorResult<Op> {
-    const res = this.res;
-    this.f = undefined;
+  nextOp(): Op | undefined {
+    if (this.at >= this.end) {
+      const o = this.advance();
+      if (o !== null) return o;
+    }
+    const at = this.at++, s = at >> 1, n = this.n;
+    // the table index mod n, without branches (j is in [-n, 2n)): every operation runs on every
+    // call, so V8's type feedback covers them all (an operation that has never run, once inlined
+    // into simulate(), deoptimizes it when it first does)
+    let j = this.pos - s - (at & 1);
+    j += n & (j >> 31);
+    j -= n & ((n - 1 - j) >> 31);
+    if ((at & 1) === 0) {
+      const c = this.sendOp;
+      c.src = (s === 0 ? this.first : this.srcT)[j]!;
+      return c as Op;
+    }
+    const c = this.recvOp;
+    c.dst = this.dstT[j]!;
+    if (this.red !== undefined) c.acc = this.accT[j]!;
+    return c as Op;
+  }
+
+  /**
+   * Start the next phase: a single op (returned), or a ring phase (set up: null, the caller then
+   * takes its first step); undefined at the end.
+   */
+  private advance(): Op | null | undefined {
+    this.at = 0;
+    this.end = 0;
     while (this.ph < this.phases.length) {
       const f = this.phases[this.ph++]!;
-      if (f.kind === 'op') {
-        res.value = f.op;
-        return res as IteratorResult<Op>;
-      }
+      if (f.kind === 'op') return f.op;
       if (f.n < 2) continue;
-      this.f = f.kind === 'rs'
-        ? new Steps(f.n, f.a, 0, f.next, f.prev, f.first, f.src, f.dst, true, f.acc, f.op)
-        : new Steps(f.n, f.a, 1, f.next, f.prev, f.tab, f.tab, f.tab, false, f.tab, 'sum');
-      this.s = 0;
-      this.half = 0;
-      return this.next();
+      this.n = f.n; this.to = f.next; this.from = f.prev; this.end = 2 * (f.n - 1);
+      if (f.kind === 'rs') {
+        this.pos = f.a; this.first = f.first; this.srcT = f.src; this.dstT = f.dst; this.accT = f.acc; this.red = f.op;
+      } else {
+        this.pos = f.a + 1; this.first = f.tab; this.srcT = f.tab; this.dstT = f.tab; this.accT = f.tab; this.red = undefined;
+      }
+      this.sendOp.peer = f.next;
+      const rv = this.recvOp;
+      rv.peer = f.prev; rv.op = this.red; rv.acc = undefined;
+      return null;
     }
-    res.done = true;
-    res.value = undefined;
-    return res as IteratorResult<Op>;
+    return undefined;
   }
 }

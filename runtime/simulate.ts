@@ -18,6 +18,7 @@ import {
   enterStream, gpuReduces, ingressArrival, ingressFolds, leaveStream, localTimes, multicastTimes, recvTimes, sendOnLink, VClock,
 } from './timing.js';
 import type { Topology } from './topology.js';
+import { contendedTimes } from './contention.js';
 import { KIND_CODES, TraceRecorder, type TraceEvent } from './trace.js';
 
 export type RankBuffers = Record<BufName, Float32Array>;
@@ -636,5 +637,11 @@ export function simulate(opts: SimulateOptions): SimulateResult {
     if (S[r * C.RS + C.R_FLAGS]! & C.F_DONE) done++;
   }
   if (done < p) throw new DeadlockError(pendingReport(S, obj, p));
+  if (topo.data.contention) {
+    // resources shared by several ranks: their times come from the contention pass over the same
+    // programs (runtime/contention.ts); this run moved the data and checked the send-buffer rule
+    const ct = contendedTimes(source, topo, { peakFlops: peak, trace: !!opts.trace });
+    return { rankTimes: ct.rankTimes, time: ct.time, events: ct.events, messages, ops };
+  }
   return { rankTimes, time, events: tracer?.events(), messages, ops };
 }

@@ -398,3 +398,35 @@ describe('shared-resource contention (--contention)', () => {
     expect(r.stderr).toMatch(/--pace cannot be combined with --contention/);
   });
 });
+
+describe('--contention in both executors', () => {
+  it('the simulator and the emulator (worker threads, real data) report the contention pass\'s times', async () => {
+    const topo = makeTopology('hgx-h100', { nodes: 2, nicsPerNode: 1, contention: true });
+    const c = await Cluster.start(topo);
+    try {
+      for (const [coll, name] of [['allreduce', 'tree'], ['alltoall', 'pairwise'], ['reducescatter', 'hierarchical']] as const) {
+        const a = getAlgorithm(coll, name);
+        const spec: CollSpec = { coll, p: 16, count: countForSize(coll, 16, 1 << 20) + 3, op: 'sum', inPlace: false, root: 0 };
+        const programs = a.build(spec, topo);
+        const ct = contendedTimes(programs, topo);
+        const sim = simulate({ topo, programs });
+        expect(Array.from(sim.rankTimes), name).toEqual(Array.from(ct.rankTimes));
+        const emu = await c.run({ programs, sizes: bufferSizes(spec, a, topo), pattern: spec, check: true, trace: true });
+        expect(emu.wrong, name).toBe(0);
+        expect(emu.rankTimes, name).toEqual(Array.from(ct.rankTimes));
+        // the trace's virtual times are the contended ones too
+        const last = Math.max(...emu.events!.map((e) => e.vEnd));
+        expect(last).toBeCloseTo(ct.time, 12);
+      }
+    } finally {
+      await c.close();
+    }
+  }, 120_000);
+
+  it('collemu simulate --contention: the table shows the contended time', () => {
+    const base = ['simulate', 'allreduce', '--algo', 'tree', '--nodes', '4', '--nics-per-node', '1', '-b', '64M', '-e', '64M', '--no-in-place', '--json', '-'];
+    const stat = JSON.parse(runCli(base).stdout) as { time: number }[];
+    const dyn = JSON.parse(runCli([...base, '--contention']).stdout) as { time: number }[];
+    expect(stat[0]!.time / dyn[0]!.time).toBeGreaterThan(3);
+  });
+});

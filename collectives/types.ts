@@ -50,7 +50,9 @@ export interface Algorithm {
    * iteration starts over. It lets `simulate` run 10^4-10^5 ranks without materializing every
    * program: `simulate({ topo, programs: (r) => algo.rankProgram!(spec, topo, r) })`.
    * Yielded Op and Region objects must not be mutated afterwards (executors keep references);
-   * Regions may be shared between ops and ranks.
+   * Regions may be shared between ops and ranks. Exception: an iterator that also has `nextOp()`
+   * (runtime/simulate.ts OpCursor) may reuse the op object it returns from nextOp() (simulate
+   * reads it only until it pulls the next op); its next() must still yield fresh ops.
    */
   rankProgram?(spec: CollSpec, topo: Topology, rank: number): Iterable<Op>;
   /** Closed-form virtual time in seconds (alpha-beta-gamma on the topology's link classes). */

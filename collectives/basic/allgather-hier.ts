@@ -27,13 +27,13 @@
  * With pods (llama3), phase 1 is the three-path ring estimate over the rail ring's hops
  * (collectives/ringtime.ts; exact when the hops are alike).
  */
-import type { Op, Program, Region } from '../../runtime/ir.js';
+import type { Op, Region } from '../../runtime/ir.js';
 import type { Topology } from '../../runtime/topology.js';
 import { ringTimeEstimate } from '../ringtime.js';
 import { inputRegion, type Algorithm, type CollSpec } from '../types.js';
 import { ringAllgather } from './allgather-ring.js';
 import { by, mod } from './common.js';
-import { hierShape, pipelinedRing, railHops } from './reducescatter-hier.js';
+import { hierPrograms, hierShape, pipelinedRing, railHops } from './reducescatter-hier.js';
 
 /** Rank r's ops (build() collects them; rankProgram streams them). */
 function* rankOps(spec: CollSpec, G: number, N: number, r: number): Generator<Op> {
@@ -70,18 +70,7 @@ export const hierarchicalAllgather: Algorithm = {
     const sh = hierShape(spec, topo);
     return typeof sh === 'string' ? sh : undefined;
   },
-  build(spec: CollSpec, topo: Topology): Program[] {
-    const sh = hierShape(spec, topo);
-    if (typeof sh === 'string') throw new Error(`allgather hierarchical: ${sh}`);
-    if (sh.N === 1) return ringAllgather.build(spec, topo);
-    return Array.from({ length: spec.p }, (_, r) => [...rankOps(spec, sh.G, sh.N, r)]);
-  },
-  rankProgram(spec: CollSpec, topo: Topology, r: number): Iterable<Op> {
-    const sh = hierShape(spec, topo);
-    if (typeof sh === 'string') throw new Error(`allgather hierarchical: ${sh}`);
-    if (sh.N === 1) return ringAllgather.build(spec, topo)[r]!;
-    return { [Symbol.iterator]: () => rankOps(spec, sh.G, sh.N, r) };
-  },
+  ...hierPrograms('allgather', ringAllgather, rankOps),
   cost(spec: CollSpec, topo: Topology): number {
     const sh = hierShape(spec, topo);
     if (typeof sh === 'string') return Infinity;

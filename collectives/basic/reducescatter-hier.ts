@@ -59,6 +59,30 @@ export function hierShape(spec: CollSpec, topo: Topology): { G: number; N: numbe
 }
 
 /**
+ * build() and rankProgram() of a hierarchical algorithm: `ops(spec, G, N, r)` on several nodes,
+ * the basic ring's programs on one.
+ */
+export function hierPrograms(coll: string, ring: Algorithm, ops: (spec: CollSpec, G: number, N: number, r: number) => Iterator<Op>): Pick<Algorithm, 'build' | 'rankProgram'> {
+  const shape = (spec: CollSpec, topo: Topology) => {
+    const sh = hierShape(spec, topo);
+    if (typeof sh === 'string') throw new Error(`${coll} hierarchical: ${sh}`);
+    return sh;
+  };
+  return {
+    build(spec: CollSpec, topo: Topology): Program[] {
+      const { G, N } = shape(spec, topo);
+      if (N === 1) return ring.build(spec, topo);
+      return Array.from({ length: spec.p }, (_, r) => [...{ [Symbol.iterator]: () => ops(spec, G, N, r) }]);
+    },
+    rankProgram(spec: CollSpec, topo: Topology, r: number): Iterable<Op> {
+      const { G, N } = shape(spec, topo);
+      if (N === 1) return ring.build(spec, topo)[r]!;
+      return { [Symbol.iterator]: () => ops(spec, G, N, r) };
+    },
+  };
+}
+
+/**
  * Hops of the rail ring 0 -> G -> 2G -> ... -> (N-1)G -> 0 (every local index sees the same link
  * classes: nodes and pods are blocks of whole nodes), as collectives/ringtime.ts's ringHops.
  */
@@ -133,18 +157,7 @@ export const hierarchicalReducescatter: Algorithm = {
     if (sh.N === 1) return ringReducescatter.tmpElems!(spec, topo);
     return spec.inPlace ? 0 : (sh.G > 2 ? 2 : 1) * sh.N * spec.count;
   },
-  build(spec: CollSpec, topo: Topology): Program[] {
-    const sh = hierShape(spec, topo);
-    if (typeof sh === 'string') throw new Error(`reducescatter hierarchical: ${sh}`);
-    if (sh.N === 1) return ringReducescatter.build(spec, topo);
-    return Array.from({ length: spec.p }, (_, r) => [...rankOps(spec, sh.G, sh.N, r)]);
-  },
-  rankProgram(spec: CollSpec, topo: Topology, r: number): Iterable<Op> {
-    const sh = hierShape(spec, topo);
-    if (typeof sh === 'string') throw new Error(`reducescatter hierarchical: ${sh}`);
-    if (sh.N === 1) return ringReducescatter.build(spec, topo)[r]!;
-    return { [Symbol.iterator]: () => rankOps(spec, sh.G, sh.N, r) };
-  },
+  ...hierPrograms('reducescatter', ringReducescatter, rankOps),
   cost(spec: CollSpec, topo: Topology): number {
     const sh = hierShape(spec, topo);
     if (typeof sh === 'string') return Infinity;

@@ -161,7 +161,6 @@ export function contendedTimes(
   const free = new Float64Array(res.count);
   const carried = new Float64Array(res.count);
   const busy = new Float64Array(res.count);
-  const links = topo.data.links;
   const ingress = topo.data.ingress === true;
   const tracer = opts.trace ? new TraceRecorder() : undefined;
   const clocks: VClock[] = [];

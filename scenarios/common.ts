@@ -6,7 +6,7 @@
  * A scenario states a question, runs the models or the emulator, and returns its text lines (tables
  * and conclusions, every number computed in the run) and a JSON value with the same numbers.
  */
-import { layoutString, plan, predictStep, resolveCluster, resolveModel, type Cluster, type Prediction } from '../parallelism/predict/index.js';
+import { layoutString, plan, resolveCluster, type Cluster, type Prediction } from '../parallelism/predict/index.js';
 
 export interface ScenarioRunOptions {
   /** comm-profile: executor of the small-scale training run (default 'emulate': worker threads) */

@@ -203,8 +203,8 @@ export function contendedTimes(
     const swap = o.s === 1;
     const t = swap ? c.t1 : c.t;
     if (res.torusRoutes) {
-      const first = topo.route(r, o.peer)[0];
-      return first ? Math.max(t, free[first.chip * topo.nPorts + first.port]!) : t;
+      const first = pair(r, o.peer).path![0];
+      return first === undefined ? t : Math.max(t, free[first]!);
     }
     return Math.max(t, c.portFree[topo.port(r, o.peer)]!);
   };

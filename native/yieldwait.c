@@ -1,5 +1,5 @@
 /*
- * collemu's one native helper: poll a SharedArrayBuffer word with sched_yield() between polls.
+ * A native helper of collemu (with native/kernels.c): poll a SharedArrayBuffer word with sched_yield() between polls.
  *
  * Why: with more rank threads than cores, a rank that blocks in Atomics.wait costs a futex wake
  * per hand-off (tens of microseconds here, bench/dataplane.ts), and spinning steals the core the
@@ -11,6 +11,9 @@
  *   pollYieldGE(i32: Int32Array, index, target, budgetNs) -> the last value read: as soon as
  *     i32[index] >= target (sequentially consistent load), or when budgetNs has elapsed.
  *     Keep budgetNs small (tens of microseconds): a worker is only terminated between calls.
+ *   pollYieldGE(i32, index, target, budgetNs, busyIndex, maxBusy) -> the same, and it also returns
+ *     as soon as i32[busyIndex] >= maxBusy (every core already has a rank with work to do: yielding
+ *     would only take turns with it).
  *
  * Plain Node-API (node_api.h), NAPI_MODULE_INIT: context-aware, so it loads in worker threads.
  */
@@ -27,8 +30,8 @@ static int64_t now_ns(void) {
 }
 
 static napi_value poll_yield_ge(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4], out;
+  size_t argc = 6;
+  napi_value argv[6], out;
   napi_typedarray_type type;
   size_t len;
   void *data;
@@ -51,12 +54,23 @@ static napi_value poll_yield_ge(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "pollYieldGE: target and budgetNs must be numbers");
     return NULL;
   }
+  /* optional: stop early once i32[busyIndex] >= maxBusy (every core has a rank with work) */
+  uint32_t busy_index = 0;
+  int32_t max_busy = INT32_MAX;
+  if (argc >= 6) {
+    if (napi_get_value_uint32(env, argv[4], &busy_index) != napi_ok || busy_index >= len || napi_get_value_int32(env, argv[5], &max_busy) != napi_ok) {
+      napi_throw_range_error(env, NULL, "pollYieldGE: busyIndex out of range or maxBusy not a number");
+      return NULL;
+    }
+  }
   int32_t *p = (int32_t *)data + index;
+  const int32_t *busy = (int32_t *)data + busy_index;
   int32_t cur;
   const int64_t t0 = now_ns();
   for (;;) {
     cur = __atomic_load_n(p, __ATOMIC_SEQ_CST);
     if (cur >= target || now_ns() - t0 >= budget) break;
+    if (argc >= 6 && __atomic_load_n(busy, __ATOMIC_RELAXED) >= max_busy) break;
     sched_yield();
   }
   napi_create_int32(env, cur, &out);

@@ -64,8 +64,10 @@ export function workerFile(): string {
 export interface ClusterOptions {
   /** spin iterations before blocking (adaptive: a rank spins only while awake ranks <= cores); 0 = never */
   spin?: number;
-  /** use WASM SIMD kernels (default true) */
+  /** use WASM SIMD kernels (default true); false: plain JavaScript kernels only */
   simd?: boolean;
+  /** use the native reduce/copy kernels where built (runtime/native.ts; default true, only with simd) */
+  native?: boolean;
 }
 
 export interface RunOptions {
@@ -99,6 +101,8 @@ export interface RunResult {
   hostTime: number;
   wrong: number;
   maxErr: number;
+  /** receives whose data the workers did in fused runs (one pass per region; native kernels only) */
+  fusedRecvs: number;
   events?: TraceEvent[];
 }
 
@@ -125,6 +129,7 @@ export class Cluster {
   readonly spin: number;
   readonly cores: number;
   readonly simd: boolean;
+  readonly native: boolean;
   readonly epoch = Date.now();
   /** device memory accounting per rank (capacity from the topology's GPU, or scaled down) */
   readonly memory: DeviceMemory[];
@@ -139,6 +144,7 @@ export class Cluster {
     this.spin = opts.spin ?? (this.p <= availableParallelism() ? 20000 : 0);
     this.cores = availableParallelism();
     this.simd = opts.simd ?? true;
+    this.native = this.simd && (opts.native ?? true);
     this.memory = Array.from({ length: this.p }, (_, r) => new DeviceMemory(r, topo.data.memCapacity));
     this.pool = new Piscina({
       filename: workerFile(),
@@ -254,7 +260,7 @@ export class Cluster {
       const base: Omit<RunJob, 'program'> = {
         kind: 'run', id, layout: this.layout, desc: makeDescTable(this.p, counts), warmup: opts.warmup ?? 0, iters: opts.iters ?? 1,
         pattern: opts.pattern, check: !!opts.check, timingOnly: !!opts.timingOnly, trace: !!opts.trace, pace: opts.pace ?? 0, spin: this.spin, cores: this.cores,
-        simd: this.simd, epoch: this.epoch,
+        simd: this.simd, native: this.native, epoch: this.epoch,
       };
       if (!this.memsSent) base.mems = this.mems;
       if (!this.topoSent) base.topo = this.topo.data;
@@ -298,6 +304,7 @@ export class Cluster {
         hostTime: Math.max(...res.map((x) => x.hostMs)) / 1000,
         wrong: res.reduce((s, x) => s + x.wrong, 0),
         maxErr: Math.max(...res.map((x) => x.maxErr)),
+        fusedRecvs: res.reduce((s, x) => s + (x.fused ?? 0), 0),
         events,
       };
     } finally {

@@ -22,7 +22,9 @@ export const H_BAR_GEN = 2 * LINE;
 export const H_AWAKE = 4 * LINE;
 /** float64 index of the barrier release time (ms since epoch) */
 export const H_BAR_T0_F64 = (3 * LINE) / 2;
-const HEADER_I32 = 5 * LINE;
+/** number of ranks running a job and not waiting in waitGE / a barrier (yield-polling pays only below the core count) */
+export const H_BUSY = 5 * LINE;
+const HEADER_I32 = 6 * LINE;
 
 // per-rank fields (offsets within the rank's line)
 export const R_BELL = 0;

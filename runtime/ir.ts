@@ -14,6 +14,8 @@
  *    of program order only.
  *  - `recv` writes the incoming data to `dst`; with `op` it writes `acc ⊕ incoming` (acc defaults to
  *    dst), the fused recv-reduce-copy of NCCL's primitives. Length of dst must equal the send's length.
+ *  - A `recv` with `pad: true` is wire padding (protocol overhead): timed like any message of its
+ *    length, no data written.
  *  - `copy` and `reduce` are local data movement; `scale` multiplies in place (used by `avg`);
  *    `compute` advances the clock by modeled work (flops, bytes) and may run a named kernel on data.
  *  - Ops run on one of two streams (compute, communication) with their own clocks; see StreamTag.
@@ -80,6 +82,12 @@ export interface RecvOp extends StreamTag {
   k: 'recv'; peer: number; dst: Region; op?: ReduceOp; acc?: Region;
   /** The message was sent with `net`: with `op`, the switch reduces it (no GPU reduction cost). */
   net?: boolean;
+  /**
+   * Padding: the message stands for wire overhead (protocol flags, packet headers: see
+   * collectives/protocols/nccl.ts) and carries no data. It is timed exactly like any message of its
+   * length, but the executors do not write `dst` (it is left as it was), whatever `op` says.
+   */
+  pad?: boolean;
 }
 export interface CopyOp extends StreamTag { k: 'copy'; src: Region; dst: Region }
 export interface ReduceLocalOp extends StreamTag { k: 'reduce'; a: Region; b: Region; dst: Region; op: ReduceOp }
@@ -158,6 +166,7 @@ export function validatePrograms(programs: Program[], sizes: BufferSizes[] | Buf
             throw new IRError(`rank ${r} op ${i}: ${o.k} peer ${o.peer} is not a rank in 0..${p - 1}`);
           }
           if (o.net !== undefined && typeof o.net !== 'boolean') throw new IRError(`rank ${r} op ${i}: net must be a boolean`);
+          if (o.k === 'recv' && o.pad !== undefined && typeof o.pad !== 'boolean') throw new IRError(`rank ${r} op ${i}: pad must be a boolean`);
           const reg = o.k === 'send' ? o.src : o.dst;
           checkRegion(reg, sz, r, i, o.k === 'send' ? 'src' : 'dst');
           if (o.k === 'recv' && o.acc) {

@@ -35,6 +35,8 @@ export interface RunJob {
   cores: number;
   /** use WASM SIMD kernels (true) or plain JS */
   simd: boolean;
+  /** use the native kernels (runtime/native.ts) where they are built (only with simd) */
+  native: boolean;
   /** ms since epoch, origin of host times in traces */
   epoch: number;
 }
@@ -51,6 +53,8 @@ export interface RankResult {
   hostMs: number;
   wrong: number;
   maxErr: number;
+  /** receives whose data a fused run did (runtime/worker.ts fuse()) */
+  fused?: number;
   /** packed trace events (runtime/trace.ts TRACE_STRIDE floats each) */
   trace?: Float64Array;
   error?: string;

@@ -529,7 +529,7 @@ export function simulate(opts: SimulateOptions): SimulateResult {
         if (ingress) arrival = inArrival(vc, links[P[qb + C.P_CLASS]!]!, PI[pr]!, arrival, bytes, inFolds(o));
         const rStart = vc.t;
         recvT(vc, topo, arrival, bytes, gpuRed(o)); // (its [start, end] = [rStart, vc.t])
-        if (data) {
+        if (data && o.pad !== true) {
           const src = view(peer, msgReg[m]!);
           const dst = view(r, dstReg);
           if (o.op) reduceJs(dst, o.acc ? view(r, o.acc) : dst, src, o.op);

@@ -5,29 +5,34 @@
  *
  * Data plane: every rank maps every rank's memory. A send posts a descriptor (offset, length,
  * virtual arrival) into the (src, dst) ring and returns; the receiver copies or reduces straight
- * from the sender's memory, then bumps `consumed` and rings the sender's doorbell. Waiting spins
- * briefly (only when ranks <= cores), then polls with sched_yield() between polls for up to
- * YIELD_BUDGET_NS (native/yieldwait.c, when built: a runnable rank gets the core at once, where a
- * futex wake costs tens of microseconds), and then blocks in Atomics.wait on the rank's doorbell.
+ * from the sender's memory, then bumps `consumed` and rings the sender's doorbell. With the native
+ * kernels (native/kernels.c, runtime/native.ts) it reduces and copies in place with C loops and
+ * streaming stores for large messages, and a run of receives that reduce into one region from
+ * messages already posted is done in one pass (fuse()); without them it uses the WebAssembly SIMD
+ * kernels, staging the peer's data through its own memory. Waiting spins briefly (only when
+ * ranks <= cores), then, while fewer ranks than cores are busy, polls with sched_yield() between
+ * polls for up to YIELD_BUDGET_NS (native/yieldwait.c, when built: a runnable rank gets the core
+ * at once, where a futex wake costs tens of microseconds), and then blocks in Atomics.wait on the
+ * rank's doorbell.
  */
-import { createRequire } from 'node:module';
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { checkPattern, fillInput } from '../collectives/pattern.js';
 import { inputRegion, outputRegion } from '../collectives/types.js';
 import {
-  ControlLayout, DESC_F64, H_ABORT, H_AWAKE, H_BAR_COUNT, H_BAR_GEN, H_BAR_T0_F64, R_BELL, R_ITER, R_JOB_BELL, R_PC, R_PROGRESS, R_STATE,
+  ControlLayout, DESC_F64, H_ABORT, H_AWAKE, H_BUSY, H_BAR_COUNT, H_BAR_GEN, H_BAR_T0_F64, R_BELL, R_ITER, R_JOB_BELL, R_PC, R_PROGRESS, R_STATE,
   R_WAIT_PEER, R_WAIT_SEQ, ST_BARRIER, ST_CONSUME, ST_IDLE, ST_RECV, ST_RUNNING, ST_SLEEP, ST_SLOT,
 } from './control.js';
-import { ELEM_BYTES, type BufName, type Op, type Region } from './ir.js';
+import { ELEM_BYTES, type BufName, type Op, type Program, type Region } from './ir.js';
 import type { InitMessage, Job, RankResult, RunJob } from './job.js';
-import { createKernels, type Kernels } from './kernels.js';
+import { createKernels, REDUCE_OPCODE, type Kernels } from './kernels.js';
 import { runComputeKernel } from './compute.js';
 import {
   enterStream, gpuReduces, ingressArrival, ingressFolds, leaveStream, localTimes, multicastTimes, recvTimes, sendTimes, VClock,
 } from './timing.js';
 import { Topology } from './topology.js';
 import { KIND_CODES, TraceRecorder } from './trace.js';
+import { NATIVE, YIELD, type NativeKernels } from './native.js';
 
 class AbortError extends Error {
   constructor() {
@@ -38,22 +43,6 @@ class AbortError extends Error {
 
 const nowMs = () => performance.timeOrigin + performance.now();
 
-/** the native yield-polling helper (native/yieldwait.c), or undefined: not built, or COLLEMU_NO_YIELD set */
-interface YieldWait { pollYieldGE(i32: Int32Array, index: number, target: number, budgetNs: number): number }
-function loadYieldWait(): YieldWait | undefined {
-  if (process.env.COLLEMU_NO_YIELD) return undefined;
-  const req = createRequire(import.meta.url);
-  // dist/runtime/worker.js -> dist/native/; runtime/worker.ts (run from source, tests) -> dist/native/
-  for (const rel of ['../native/yieldwait.node', '../dist/native/yieldwait.node']) {
-    try {
-      return req(rel) as YieldWait;
-    } catch {
-      // not there: try the next layout, or go without
-    }
-  }
-  return undefined;
-}
-export const YIELD = loadYieldWait();
 /**
  * How long a waiting rank yield-polls before it blocks, and per native call (a worker can only be
  * terminated between calls). Measured on 2 vCPUs (README, Performance): 20 us is too short for 8
@@ -81,6 +70,8 @@ class RankRuntime {
   mems: WebAssembly.Memory[] = [];
   f32: Float32Array[] = [];
   kern: Kernels | undefined;
+  /** the native kernels, when built and allowed for this job */
+  native: NativeKernels | undefined;
   topo: Topology | undefined;
   clock: VClock | undefined;
   bell: number;
@@ -96,6 +87,11 @@ class RankRuntime {
   iter = 0;
   t0 = 0; // pacing origin (ms since epoch)
   peak = 1;
+  /** ops up to this index of the current program had their data done by a fused run (fuse()) */
+  fusedTo = -1;
+  /** receives (data messages) done by fused runs in this job */
+  fused = 0;
+  fuseCount: Int32Array;
   descIx: Int32Array<ArrayBufferLike> = new Int32Array(0);
   desc: Float64Array<ArrayBufferLike> = new Float64Array(0);
 
@@ -109,6 +105,7 @@ class RankRuntime {
     this.bell = this.L.rank(this.rank, R_BELL);
     this.sendSeq = new Int32Array(this.p);
     this.recvSeq = new Int32Array(this.p);
+    this.fuseCount = new Int32Array(this.p);
   }
 
   // ---------------------------------------------------------------- waiting
@@ -144,13 +141,19 @@ class RankRuntime {
     if (Atomics.wait(this.ctl, w, v, 100) !== 'ok') Atomics.add(this.ctl, H_AWAKE, 1);
   }
 
-  /** yield-poll ctl[idx] >= target for up to YIELD_BUDGET_NS (false: not reached, or no helper) */
+  /**
+   * yield-poll ctl[idx] >= target for up to YIELD_BUDGET_NS (false: not reached, no helper, or
+   * every core already has a busy rank: H_BUSY >= cores)
+   */
   private yieldGE(idx: number, target: number): boolean {
     const y = YIELD;
     if (!y || this.p > YIELD_MAX_RANKS_PER_CORE * this.cores) return false;
     const ctl = this.ctl;
+    const cores = this.cores;
     for (let spent = 0; spent < YIELD_BUDGET_NS; spent += YIELD_CALL_NS) {
-      if (y.pollYieldGE(ctl, idx, target, YIELD_CALL_NS) >= target) return true;
+      if (y.pollYieldGE(ctl, idx, target, YIELD_CALL_NS, H_BUSY, cores) >= target) return true;
+      // every core has a rank with work: yielding would only take turns with them, so block
+      if (Atomics.load(ctl, H_BUSY) >= cores) return false;
       if (Atomics.load(ctl, H_ABORT) !== 0) return false;
     }
     return false;
@@ -160,6 +163,16 @@ class RankRuntime {
   private waitGE(idx: number, target: number, state: number, peer: number, seq: number): void {
     const ctl = this.ctl;
     if (Atomics.load(ctl, idx) >= target) return;
+    Atomics.sub(ctl, H_BUSY, 1);
+    try {
+      this.waitSlow(idx, target, state, peer, seq);
+    } finally {
+      Atomics.add(ctl, H_BUSY, 1);
+    }
+  }
+
+  private waitSlow(idx: number, target: number, state: number, peer: number, seq: number): void {
+    const ctl = this.ctl;
     if (this.spin > 0 && this.spinGE(idx, target)) return;
     if (this.yieldGE(idx, target)) return;
     this.setState(state, peer, seq);
@@ -202,19 +215,30 @@ class RankRuntime {
       const n = Atomics.notify(ctl, H_BAR_GEN);
       if (n > 0) Atomics.add(ctl, H_AWAKE, n);
     } else {
-      for (let s = this.spin; s > 0; s--) {
-        if (Atomics.load(ctl, H_BAR_GEN) !== gen) return this.f64[H_BAR_T0_F64]!;
-        if ((s & 63) === 0 && Atomics.load(ctl, H_AWAKE) > this.cores) break;
+      Atomics.sub(ctl, H_BUSY, 1);
+      try {
+        this.barrierWait(gen);
+      } finally {
+        Atomics.add(ctl, H_BUSY, 1);
       }
-      if (this.yieldGE(H_BAR_GEN, gen + 1)) return this.f64[H_BAR_T0_F64]!;
-      this.setState(ST_BARRIER);
-      while (Atomics.load(ctl, H_BAR_GEN) === gen) {
-        this.checkAbort();
-        this.sleep(H_BAR_GEN, gen);
-      }
-      Atomics.store(ctl, this.L.rank(this.rank, R_STATE), ST_RUNNING);
     }
     return this.f64[H_BAR_T0_F64]!;
+  }
+
+  /** wait until the barrier generation moves on from `gen` */
+  private barrierWait(gen: number): void {
+    const ctl = this.ctl;
+    for (let s = this.spin; s > 0; s--) {
+      if (Atomics.load(ctl, H_BAR_GEN) !== gen) return;
+      if ((s & 63) === 0 && Atomics.load(ctl, H_AWAKE) > this.cores) break;
+    }
+    if (this.yieldGE(H_BAR_GEN, gen + 1)) return;
+    this.setState(ST_BARRIER);
+    while (Atomics.load(ctl, H_BAR_GEN) === gen) {
+      this.checkAbort();
+      this.sleep(H_BAR_GEN, gen);
+    }
+    Atomics.store(ctl, this.L.rank(this.rank, R_STATE), ST_RUNNING);
   }
 
   private sleepUntil(targetMs: number): void {
@@ -240,17 +264,115 @@ class RankRuntime {
 
   /** dst := acc op src, where src lives in another rank's memory */
   private reduceFromPeer(dstB: number, accB: number, peer: number, srcB: number, len: number, op: NonNullable<Op & { k: 'recv' }>['op']): void {
+    const me = this.f32[this.rank]!;
+    const src = this.f32[peer]!;
+    const nk = this.native;
+    if (nk && ((dstB | accB | srcB) & 3) === 0) {
+      // straight from the peer's memory (native/kernels.c)
+      nk.reduce(me, dstB >> 2, me, accB >> 2, src, srcB >> 2, len, REDUCE_OPCODE[op!]);
+      return;
+    }
+    // the WASM kernels address this rank's memory only: stage the peer's data through it
     const kern = this.kern!;
     const stage = this.job.layout.stage;
     const SL = 32768; // elements per slice: 128 KiB stays in cache
-    const me = this.f32[this.rank]!;
-    const src = this.f32[peer]!;
     for (let i = 0; i < len; i += SL) {
       const n = Math.min(SL, len - i);
       const s = (srcB >> 2) + i;
       me.set(src.subarray(s, s + n), stage >> 2);
       kern.reduce(dstB + i * 4, accB + i * 4, stage, n, op!);
     }
+  }
+
+  /** dst (this rank's memory) := src (rank `from`'s memory), len elements */
+  private copyFrom(dstB: number, from: number, srcB: number, len: number): void {
+    const nk = this.native;
+    if (nk && ((dstB | srcB) & 3) === 0) nk.copy(this.f32[this.rank]!, dstB >> 2, this.f32[from]!, srcB >> 2, len);
+    else this.view(this.rank, dstB, len).set(this.view(from, srcB, len));
+  }
+
+  /**
+   * Fused receive-reduce (native kernels only): the receive prog[i] (its message from `peer` at
+   * srcB is here) and the receives right after it that reduce into the same region (acc = dst, the
+   * same op), and whose messages are ALREADY posted, are reduced in one pass over the region
+   * (native reduceMany: the region is read and written once instead of once per message; the same
+   * rounding, element by element, as the receives one by one). Padding receives (`pad`) in between
+   * join the run (they carry no data). It never waits for anything the receives would not wait for
+   * one by one: it only looks at messages already posted and regions with no send in flight. The
+   * receives still complete one by one in program order (virtual times, consumption, trace); their
+   * data is done (this.fusedTo). Returns false (nothing done) when no later receive joins.
+   */
+  private fuse(prog: Program, i: number, peer: number, srcB: number): boolean {
+    const head = prog[i] as Op & { k: 'recv' };
+    const next = prog[i + 1];
+    if (!next || next.k !== 'recv') return false;
+    const D = head.dst;
+    const op = head.op;
+    const me = this.rank, p = this.p, L = this.L, ctl = this.ctl;
+    const dB = this.byteOff(D);
+    // the head's own message (through the switch) must not overlap the region either
+    if (peer === me && srcB < dB + 4 * D.len && dB < srcB + 4 * D.len) return false;
+    // an accumulator other than the region itself must not partly overlap it
+    const A = head.acc;
+    if (A && A.buf === D.buf && A.off !== D.off && A.off < D.off + D.len && D.off < A.off + A.len) return false;
+    const srcs: Float32Array[] = [this.f32[peer]!];
+    const idx: number[] = [srcB >> 2];
+    // messages of the run per peer so far (the next one from q is message recvSeq[q] + cnt[q])
+    const cnt = this.fuseCount;
+    cnt.fill(0);
+    cnt[peer] = 1;
+    let last = i, fop = op;
+    for (let j = i + 1; j < prog.length && srcs.length < 64; j++) {
+      const m = prog[j]!;
+      if (m.k !== 'recv') break;
+      const q = m.peer;
+      const seq = this.recvSeq[q]! + cnt[q]!;
+      // its message must be posted already: the run adds no waits
+      if (Atomics.load(ctl, L.posted(q, me)) < seq + 1) break;
+      if (m.pad === true) {
+        if (!this.hazardFree(m.dst)) break;
+        cnt[q]!++;
+        last = j;
+        continue;
+      }
+      const a = m.acc;
+      if (!m.op || (fop !== undefined && m.op !== fop) || m.dst.buf !== D.buf || m.dst.off !== D.off || m.dst.len !== D.len) break;
+      if (a && (a.buf !== D.buf || a.off !== D.off || a.len !== D.len)) break;
+      const pair = q * p + me;
+      const d = (this.descIx[pair]! + (seq % this.descIx[p * p + pair]!)) * DESC_F64;
+      const sB = this.desc[d]!, len = this.desc[d + 1]!;
+      if (len !== D.len || (sB & 3) !== 0) break;
+      // a message from oneself (through the switch) must not overlap the region it reduces into
+      if (q === me && sB < dB + 4 * D.len && dB < sB + 4 * len) break;
+      fop = m.op;
+      cnt[q]!++;
+      srcs.push(this.f32[q]!);
+      idx.push(sB >> 2);
+      last = j;
+    }
+    if (srcs.length < 2) return false;
+    const mine = this.f32[me]!;
+    const dstE = dB >> 2;
+    if (op) {
+      const accB = head.acc ? this.byteOff(head.acc) : this.byteOff(D);
+      this.native!.reduceMany(mine, dstE, mine, accB >> 2, srcs, idx, D.len, REDUCE_OPCODE[fop!]);
+    } else {
+      // the head is a plain receive: dst = s0, then reduce the others into it
+      this.native!.reduceMany(mine, dstE, srcs[0]!, idx[0]!, srcs.slice(1), idx.slice(1), D.len, REDUCE_OPCODE[fop!]);
+    }
+    this.fusedTo = last;
+    this.fused += srcs.length;
+    return true;
+  }
+
+  /** no send in flight from a region overlapping r (a write to r would not wait) */
+  private hazardFree(r: Region): boolean {
+    if (r.len === 0) return true;
+    const end = r.off + r.len;
+    for (const o of this.outstanding) {
+      if (o.buf === r.buf && o.off < end && r.off < o.end && Atomics.load(this.ctl, this.L.consumed(this.rank, o.peer)) <= o.seq) return false;
+    }
+    return true;
   }
 
   // ---------------------------------------------------------------- ops
@@ -297,6 +419,7 @@ class RankRuntime {
     const progIdx = L.rank(me, R_PROGRESS);
     const pace = this.job.pace;
     const tr = this.iter === this.traceIter ? this.tracer : undefined;
+    this.fusedTo = -1;
     const ingress = topo.data.ingress === true;
     // the last send (op index, port, region): a multicast copy must follow a send of the same
     // region over the same port (the simulator checks the same)
@@ -350,9 +473,11 @@ class RankRuntime {
           const srcB = f[d]!, len = f[d + 1]!, arrival = f[d + 2]!;
           if (len !== o.dst.len) throw new Error(`rank ${me} op ${i}: message #${seq} from rank ${peer} has ${len} elements, recv expects ${o.dst.len}`);
           const dstB = this.byteOff(o.dst);
-          if (len > 0 && !this.job.timingOnly) {
-            if (o.op) this.reduceFromPeer(dstB, o.acc ? this.byteOff(o.acc) : dstB, peer, srcB, len, o.op);
-            else this.view(me, dstB, len).set(this.view(peer, srcB, len));
+          if (len > 0 && !this.job.timingOnly && o.pad !== true && i > this.fusedTo) {
+            if (!(this.native && pace === 0 && this.fuse(prog, i, peer, srcB))) {
+              if (o.op) this.reduceFromPeer(dstB, o.acc ? this.byteOff(o.acc) : dstB, peer, srcB, len, o.op);
+              else this.copyFrom(dstB, peer, srcB, len);
+            }
           }
           const bytes = len * ELEM_BYTES;
           const t = ingress ? ingressArrival(c, topo.link(peer, me), topo.ingressPort(peer, me), arrival, bytes, ingressFolds(o)) : arrival;
@@ -366,7 +491,7 @@ class RankRuntime {
         }
         case 'copy': {
           this.hazard(o.dst);
-          if (o.src.len > 0 && !this.job.timingOnly) this.view(me, this.byteOff(o.dst), o.dst.len).set(this.view(me, this.byteOff(o.src), o.src.len));
+          if (o.src.len > 0 && !this.job.timingOnly) this.copyFrom(this.byteOff(o.dst), me, this.byteOff(o.src), o.src.len);
           this.local(o, tr, h0, i);
           break;
         }
@@ -439,6 +564,7 @@ class RankRuntime {
     }
     if (!this.topo || !this.kern) throw new Error('job without topology or memory');
     this.spin = job.spin;
+    this.native = job.native ? NATIVE : undefined;
     this.descIx = new Int32Array(job.desc.index);
     this.desc = new Float64Array(job.desc.slots);
     this.cores = job.cores;
@@ -446,6 +572,7 @@ class RankRuntime {
     this.recvSeq.fill(0);
     this.outstanding.length = 0;
     this.iter = 0;
+    this.fused = 0;
     this.tracer = job.trace ? new TraceRecorder() : undefined;
     this.traceIter = job.trace ? job.warmup : -1;
     const spec = job.pattern;
@@ -481,7 +608,7 @@ class RankRuntime {
       maxErr = res.maxErr;
       this.drain();
     }
-    return { rank: me, id: job.id, vtime: Math.max(0, vtime), hostMs, wrong, maxErr, trace: this.tracer?.packed() };
+    return { rank: me, id: job.id, vtime: Math.max(0, vtime), hostMs, wrong, maxErr, fused: this.fused, trace: this.tracer?.packed() };
   }
 
   private checkTime(t: number, ref: number): void {
@@ -503,6 +630,7 @@ class RankRuntime {
       if (job.kind === 'shutdown') return;
       Atomics.store(ctl, this.L.rank(this.rank, R_STATE), ST_RUNNING);
       let res: RankResult;
+      Atomics.add(ctl, H_BUSY, 1);
       try {
         res = this.runJob(job);
       } catch (e) {
@@ -520,6 +648,7 @@ class RankRuntime {
       }
       Atomics.store(ctl, this.L.rank(this.rank, R_STATE), ST_IDLE);
       Atomics.sub(ctl, H_AWAKE, 1);
+      Atomics.sub(ctl, H_BUSY, 1);
       this.port.postMessage(res);
     }
   }

@@ -7,7 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { YIELD } from '../runtime/worker.js';
+import { YIELD } from '../runtime/native.js';
 
 const BIN = join(import.meta.dirname, '..', 'bin', 'collemu');
 const hasCompiler = spawnSync(process.env.CC || 'cc', ['--version']).status === 0;

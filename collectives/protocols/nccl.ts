@@ -18,10 +18,10 @@
  * overhead (~20%)", nccl-tests #212), so 370.8 of 450 GB/s per GPU. So a chunk of c float32
  * elements costs wireElems(c) = ceil((c + flagElems(c)) / efficiency) elements on the wire.
  *
- * HOW THE IR CARRIES THE EXTRA BYTES. The IR's ops cannot pad a message, so a chunk travels as two
- * messages on the same pair: first an overhead message of wireElems(c) - c elements (the flags, and
- * the link's packet overhead; from a scratch region in 'tmp', received into another scratch region
- * that nobody reads), then the data message itself. The port serializes them, so the data arrives
+ * HOW THE IR CARRIES THE EXTRA BYTES. A chunk travels as two messages on the same pair: first an
+ * overhead message of wireElems(c) - c elements (the flags, and the link's packet overhead; sent
+ * from a scratch region in 'tmp' and received with `pad: true`, so it is timed but writes no data),
+ * then the data message itself. The port serializes them, so the data arrives
  * exactly when one message of wireElems(c) elements would: the receiver waits for both (an LL line
  * is usable only with its flag), then reduces. No overhead message is sent when it would be empty
  * (Simple on a link without an efficiency figure, e.g. flat).

@@ -44,8 +44,8 @@
  * e_link = 20.6/25 (NCCL's NVLink 4 payload efficiency, LinkClass.efficiency, topo.h SM90_NVLINK_BW;
  * nccl-tests #212) and e_nvls = 0.85 (NCCL's NVLS efficiency factor for Hopper, src/graph/tuning.cc
  * nvlsEfficiency; Blackwell 0.74). These are NVIDIA's measured factors, not derived here. The
- * overhead messages follow their data: `net` into the switch (folded with `op`, into a scratch
- * region nobody reads), multicast with `mc`.
+ * overhead messages follow their data: `net` into the switch, multicast with `mc`, and every one is
+ * received with `pad: true` (timed, no data written).
  * LATENCY: NCCL's NVLS latency on NVLink is 25 us (tuning.cc hwLat NVLINK NVLS Simple; NVLS has no
  * base latency there); the program starts with a compute op of max(0, 25 us - 2 alpha), so that a
  * small AllReduce (K = 1: two message latencies, reduce then multicast) takes 25 us + wire time.
@@ -157,7 +157,7 @@ function* rankOps(spec: CollSpec, topo: Topology, r: number): Generator<Op> {
       const dst = inT(k - 1);
       const ov = overheadOf(dst.len, e);
       for (let i = 0; i < p; i++) {
-        if (ov > 0) yield i === 0 ? { k: 'recv', peer: i, dst: ovR(ov), net: true } : { k: 'recv', peer: i, dst: ovR(ov), net: true, op };
+        if (ov > 0) yield i === 0 ? { k: 'recv', peer: i, dst: ovR(ov), net: true, pad: true } : { k: 'recv', peer: i, dst: ovR(ov), net: true, op, pad: true };
         yield i === 0 ? { k: 'recv', peer: i, dst, net: true } : { k: 'recv', peer: i, dst, net: true, op };
       }
       if (op === 'avg') yield { k: 'scale', dst, factor: 1 / p };
@@ -174,7 +174,7 @@ function* rankOps(spec: CollSpec, topo: Topology, r: number): Generator<Op> {
         const j = (r - d + p) % p;
         const dst = inVec(O, j, k - 2);
         const ov = overheadOf(dst.len, e);
-        if (ov > 0) yield { k: 'recv', peer: j, dst: ovR(ov) };
+        if (ov > 0) yield { k: 'recv', peer: j, dst: ovR(ov), pad: true };
         yield { k: 'recv', peer: j, dst };
       }
     }

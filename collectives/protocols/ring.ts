@@ -155,7 +155,7 @@ function* rankOps(proto: Protocol, spec: CollSpec, topo: Topology, r: number): G
     const rb = recvBlock(s);
     const dst = chunk(rb.dst, j);
     const ov = overheadElems(proto, linkIn, dst.len);
-    if (ov > 0) yield { k: 'recv', peer: prev, dst: ovRecv(ov) };
+    if (ov > 0) yield { k: 'recv', peer: prev, dst: ovRecv(ov), pad: true };
     if (reduces(s)) yield { k: 'recv', peer: prev, dst, op: op as ReduceOp, acc: chunk(rb.acc!, j) };
     else yield { k: 'recv', peer: prev, dst };
   };

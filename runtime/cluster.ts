@@ -24,7 +24,7 @@ import {
 } from './control.js';
 import { ELEM_BYTES, type BufName, type BufferSizes, type Program } from './ir.js';
 import type { BufferLayout, RankResult, RunJob } from './job.js';
-import { checkHostFootprint, DeviceMemory, makeBacking, STAGE_BYTES } from './memory.js';
+import { checkHostFootprint, collectGarbage, DeviceMemory, makeBacking, STAGE_BYTES } from './memory.js';
 import { describeOp } from './simulate.js';
 import { TopologyError, type Topology } from './topology.js';
 import { contendedTimes } from './contention.js';
@@ -377,6 +377,11 @@ export class Cluster {
     await Promise.allSettled(this.tasks);
     for (const port of this.ports) port.close();
     await this.pool.destroy();
+    // the workers are gone: drop this thread's references to the device memories and free them now
+    const big = this.p * this.memBytes >= 256 * 1024 * 1024;
+    this.mems = [];
+    this.memBytes = 0;
+    if (big) collectGarbage();
   }
 }
 

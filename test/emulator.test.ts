@@ -3,6 +3,9 @@
  * determinism under host load, failure reports (rank error, deadlock, out of memory), pacing,
  * and clean start/teardown from 1 to 128 ranks.
  */
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ringAllreduce } from '../collectives/allreduce/ring.js';
@@ -231,6 +234,31 @@ describe('cluster lifecycle and memory', () => {
       await c.close();
     }
   });
+
+  it('close() frees the host memory behind the device memories at once (clusters run one after another)', () => {
+    // in a child process, so that only this cluster's memory counts: 8 ranks x (64 MB in + 64 MB out)
+    const dist = join(import.meta.dirname, '..', 'dist', 'runtime');
+    const script = `
+      const { Cluster } = await import(${JSON.stringify(pathToFileURL(join(dist, 'cluster.js')).href)});
+      const { makeTopology } = await import(${JSON.stringify(pathToFileURL(join(dist, 'topology.js')).href)});
+      const { ALGORITHMS } = await import(${JSON.stringify(pathToFileURL(join(dist, '..', 'collectives', 'registry.js')).href)});
+      const { bufferSizes } = await import(${JSON.stringify(pathToFileURL(join(dist, '..', 'collectives', 'types.js')).href)});
+      const topo = makeTopology('hgx-h100', { ranks: 8 });
+      const algo = ALGORITHMS.find((a) => a.coll === 'allreduce' && a.name === 'ring');
+      const spec = { coll: 'allreduce', p: 8, count: 16 << 20, op: 'sum', inPlace: false, root: 0 };
+      const c = await Cluster.start(topo);
+      const r = await c.run({ programs: algo.build(spec, topo), sizes: bufferSizes(spec, algo, topo), pattern: spec, check: true });
+      const held = process.memoryUsage().rss;
+      await c.close();
+      await new Promise((res) => setTimeout(res, 300));
+      console.log(JSON.stringify({ wrong: r.wrong, held, after: process.memoryUsage().rss }));
+    `;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    const m = JSON.parse(out.trim()) as { wrong: number; held: number; after: number };
+    expect(m.wrong).toBe(0);
+    expect(m.held).toBeGreaterThan(1e9);
+    expect(m.after).toBeLessThan(m.held - 0.8e9);
+  }, 60_000);
 
   it('a worker error message names the failing rank', () => {
     expect(new RankFailure(5, 'boom').message).toBe('rank 5 failed: boom');

@@ -8,7 +8,10 @@
  *       direct JS reduce that reads the other memory in place;
  *   (d) cross-thread hand-off latency through a SharedArrayBuffer: two-worker round trip with
  *       Atomics.wait/notify, pure spinning, spin-then-wait; and a token passed around a ring of 8
- *       workers on this machine's cores (per-hop latency), wait vs spin-then-wait.
+ *       workers on this machine's cores (per-hop latency), wait vs spin-then-wait;
+ *   (e) the native kernels (native/kernels.c, when built): reduce from another memory in place,
+ *       memcpy between memories, and one fused pass over 7 sources (reduceMany) vs 7 reduce calls,
+ *       which is what a fused run of receives (runtime/worker.ts fuse()) saves.
  *
  *   node dist/bench/dataplane.js [--quick]
  * or `runDataplaneBench({ quick })`, which returns the table text.
@@ -18,7 +21,8 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { Bench } from 'tinybench';
-import { createKernels, type Kernels } from '../runtime/kernels.js';
+import { createKernels, REDUCE_OPCODE, type Kernels } from '../runtime/kernels.js';
+import { NATIVE } from '../runtime/native.js';
 import { reduceJs } from '../runtime/reduce.js';
 
 const MB = 1024 * 1024;
@@ -144,6 +148,41 @@ async function sectionStaged(quick: boolean, rows: Row[]): Promise<void> {
     quick,
     rows,
   );
+}
+
+async function sectionNative(quick: boolean, rows: Row[]): Promise<void> {
+  const sec = '(e) native kernels (native/kernels.c), GB/s of dst (of sources for the 7-source rows)';
+  const nk = NATIVE;
+  if (!nk) {
+    rows.push({ section: sec, name: 'native kernels', value: 'n/a', detail: 'not built, or COLLEMU_NO_NATIVE_KERNELS set' });
+    return;
+  }
+  const SUM = REDUCE_OPCODE.sum;
+  const cases: ThroughputCase[] = [];
+  for (const bytes of [64 * MB, 256 * KB]) {
+    const n = bytes / 4;
+    const local = new Float32Array(new SharedArrayBuffer(bytes));
+    const remote = new Float32Array(new SharedArrayBuffer(bytes));
+    fillRandom(local, 6);
+    fillRandom(remote, 7);
+    cases.push({ name: `reduce sum from another memory, ${fmtBytes(bytes)}`, bytes, fn: () => nk.reduce(local, 0, local, 0, remote, 0, n, SUM) });
+    cases.push({ name: `copy from another memory, ${fmtBytes(bytes)}`, bytes, fn: () => nk.copy(local, 0, remote, 0, n) });
+  }
+  // 7 peers' 8 MB chunks into one region (an 8-rank reduce-scatter step): fused vs one by one
+  const bytes = 8 * MB;
+  const n = bytes / 4;
+  const dst = new Float32Array(new SharedArrayBuffer(bytes));
+  const srcs = Array.from({ length: 7 }, (_, k) => {
+    const f = new Float32Array(new SharedArrayBuffer(bytes));
+    fillRandom(f, 10 + k);
+    return f;
+  });
+  const zeros = srcs.map(() => 0);
+  fillRandom(dst, 9);
+  // counted in source bytes (56 MB): what both variants reduce
+  cases.push({ name: '7 x 8 MB sources into one region: 7 reduce calls', bytes: 7 * bytes, fn: () => { for (const s of srcs) nk.reduce(dst, 0, dst, 0, s, 0, n, SUM); } });
+  cases.push({ name: '7 x 8 MB sources into one region: one reduceMany', bytes: 7 * bytes, fn: () => nk.reduceMany(dst, 0, dst, 0, srcs, zeros, n, SUM) });
+  await throughput(sec, cases, quick, rows);
 }
 
 // ------------------------------------------------------------------------------ hand-off latency (workers)
@@ -357,6 +396,7 @@ export async function runDataplaneBench(opts: { quick?: boolean } = {}): Promise
   await sectionReduce(quick, rows);
   await sectionMemcpy(quick, rows);
   await sectionStaged(quick, rows);
+  await sectionNative(quick, rows);
   await sectionPrimitives(quick, rows);
   await sectionLatency(quick, rows);
   const cpu = cpus()[0]?.model ?? 'unknown CPU';

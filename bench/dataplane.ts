@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { Bench } from 'tinybench';
 import { createKernels, REDUCE_OPCODE, type Kernels } from '../runtime/kernels.js';
-import { NATIVE } from '../runtime/native.js';
+import { NATIVE, NATIVE_PATHS } from '../runtime/native.js';
 import { reduceJs } from '../runtime/reduce.js';
 
 const MB = 1024 * 1024;
@@ -183,7 +183,38 @@ async function sectionNative(quick: boolean, rows: Row[]): Promise<void> {
   cases.push({ name: '7 x 8 MB sources into one region: 7 reduce calls', bytes: 7 * bytes, fn: () => { for (const s of srcs) nk.reduce(dst, 0, dst, 0, s, 0, n, SUM); } });
   cases.push({ name: '7 x 8 MB sources into one region: one reduceMany', bytes: 7 * bytes, fn: () => nk.reduceMany(dst, 0, dst, 0, srcs, zeros, n, SUM) });
   await throughput(sec, cases, quick, rows);
+  // both cores at once: the memory bandwidth the ranks of a large run share
+  const reps = quick ? 10 : 40;
+  const gbs = await new Promise<number[]>((resolve, reject) => {
+    const out: number[] = [];
+    for (let id = 0; id < 2; id++) {
+      const w = new Worker(BANDWIDTH_JS, { eval: true, workerData: { path: NATIVE_PATHS.kernels, n: (64 * MB) / 4, reps } });
+      w.on('message', (g: number) => {
+        out.push(g);
+        if (out.length === 2) resolve(out);
+      });
+      w.on('error', reject);
+    }
+  });
+  const total = gbs[0]! + gbs[1]!;
+  rows.push({
+    section: sec, name: '2 threads at once, each reduce sum 64 MB', value: `${(total / 3).toFixed(2)} GB/s`,
+    detail: `of dst in all; memory traffic ${total.toFixed(1)} GB/s (${gbs.map((g) => g.toFixed(1)).join(' + ')}), ${reps} calls each`,
+  });
 }
+
+/** Worker body for the two-thread bandwidth row (CommonJS, `eval: true`): GB/s of memory traffic */
+const BANDWIDTH_JS = String.raw`
+  const { parentPort, workerData } = require('node:worker_threads');
+  const nk = require(workerData.path);
+  const n = workerData.n;
+  const f = () => new Float32Array(new SharedArrayBuffer(4 * n)).fill(1);
+  const a = f(), b = f(), d = f();
+  for (let i = 0; i < 3; i++) nk.reduce(d, 0, a, 0, b, 0, n, 0);
+  const t0 = performance.now();
+  for (let i = 0; i < workerData.reps; i++) nk.reduce(d, 0, a, 0, b, 0, n, 0);
+  parentPort.postMessage((workerData.reps * 3 * 4 * n) / ((performance.now() - t0) / 1000) / 1e9);
+`;
 
 // ------------------------------------------------------------------------------ hand-off latency (workers)
 

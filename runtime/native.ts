@@ -29,13 +29,18 @@ export interface NativeKernels {
   copy(dst: Float32Array, di: number, src: Float32Array, si: number, n: number): void;
 }
 
+/** where each loaded helper came from (for benchmarks that load it in their own workers) */
+export const NATIVE_PATHS: Record<string, string> = {};
+
 function load<T>(name: string, disable: string): T | undefined {
   if (process.env[disable]) return undefined;
   const req = createRequire(import.meta.url);
   // dist/runtime/native.js -> dist/native/; runtime/native.ts (run from source, tests) -> dist/native/
   for (const rel of [`../native/${name}.node`, `../dist/native/${name}.node`]) {
     try {
-      return req(rel) as T;
+      const m = req(rel) as T;
+      NATIVE_PATHS[name] = req.resolve(rel);
+      return m;
     } catch {
       // not there: try the next layout, or go without
     }

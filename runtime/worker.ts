@@ -42,6 +42,8 @@ class AbortError extends Error {
 }
 
 const nowMs = () => performance.timeOrigin + performance.now();
+/** fused receive runs (fuse()); COLLEMU_NO_FUSE=1 turns them off (to measure what they save) */
+const FUSE = !process.env.COLLEMU_NO_FUSE;
 
 /**
  * How long a waiting rank yield-polls before it blocks, and per native call (a worker can only be
@@ -474,7 +476,7 @@ class RankRuntime {
           if (len !== o.dst.len) throw new Error(`rank ${me} op ${i}: message #${seq} from rank ${peer} has ${len} elements, recv expects ${o.dst.len}`);
           const dstB = this.byteOff(o.dst);
           if (len > 0 && !this.job.timingOnly && o.pad !== true && i > this.fusedTo) {
-            if (!(this.native && pace === 0 && this.fuse(prog, i, peer, srcB))) {
+            if (!(this.native && pace === 0 && FUSE && this.fuse(prog, i, peer, srcB))) {
               if (o.op) this.reduceFromPeer(dstB, o.acc ? this.byteOff(o.acc) : dstB, peer, srcB, len, o.op);
               else this.copyFrom(dstB, peer, srcB, len);
             }

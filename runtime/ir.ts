@@ -128,6 +128,17 @@ export class IRError extends Error {
   }
 }
 
+/** a and b share elements but are not the same region (empty regions overlap nothing) */
+function partlyOverlaps(a: Region, b: Region): boolean {
+  if (a.buf !== b.buf || a.len === 0 || b.len === 0) return false;
+  if (a.off === b.off && a.len === b.len) return false;
+  return a.off < b.off + b.len && b.off < a.off + a.len;
+}
+
+function fmtRegion(r: Region): string {
+  return `${r.buf}[${r.off}..${r.off + r.len})`;
+}
+
 function checkRegion(r: Region, sizes: BufferSizes, rank: number, i: number, what: string): void {
   if (!r || !BUF_NAMES.includes(r.buf)) throw new IRError(`rank ${rank} op ${i}: ${what} names an unknown buffer ${JSON.stringify(r?.buf)}`);
   if (!Number.isInteger(r.off) || !Number.isInteger(r.len) || r.off < 0 || r.len < 0) {
@@ -172,6 +183,7 @@ export function validatePrograms(programs: Program[], sizes: BufferSizes[] | Buf
           if (o.k === 'recv' && o.acc) {
             checkRegion(o.acc, sz, r, i, 'acc');
             if (o.acc.len !== o.dst.len) throw new IRError(`rank ${r} op ${i}: acc length ${o.acc.len} != dst length ${o.dst.len}`);
+            if (partlyOverlaps(o.acc, o.dst)) throw new IRError(`rank ${r} op ${i}: acc ${fmtRegion(o.acc)} overlaps dst ${fmtRegion(o.dst)} without being it (an element-wise reduction reads either its output region itself or a disjoint one)`);
           }
           if (o.k === 'send') {
             if (o.mc !== undefined && typeof o.mc !== 'boolean') throw new IRError(`rank ${r} op ${i}: mc must be a boolean`);
@@ -209,6 +221,9 @@ export function validatePrograms(programs: Program[], sizes: BufferSizes[] | Buf
           checkRegion(o.b, sz, r, i, 'b');
           checkRegion(o.dst, sz, r, i, 'dst');
           if (o.a.len !== o.dst.len || o.b.len !== o.dst.len) throw new IRError(`rank ${r} op ${i}: reduce length mismatch`);
+          for (const [name, x] of [['a', o.a], ['b', o.b]] as const) {
+            if (partlyOverlaps(x, o.dst)) throw new IRError(`rank ${r} op ${i}: reduce ${name} ${fmtRegion(x)} overlaps dst ${fmtRegion(o.dst)} without being it (an element-wise reduction reads either its output region itself or a disjoint one)`);
+          }
           break;
         case 'scale':
           checkRegion(o.dst, sz, r, i, 'dst');

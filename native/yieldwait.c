@@ -1,5 +1,6 @@
 /*
- * A native helper of collemu (with native/kernels.c): poll a SharedArrayBuffer word with sched_yield() between polls.
+ * One of collemu's native helpers (the other is native/kernels.c): poll a SharedArrayBuffer word
+ * with sched_yield() between polls.
  *
  * Why: with more rank threads than cores, a rank that blocks in Atomics.wait costs a futex wake
  * per hand-off (tens of microseconds here, bench/dataplane.ts), and spinning steals the core the

@@ -74,16 +74,28 @@ export async function runHostBench(opts: { live?: boolean; quick?: boolean } = {
   } finally {
     await c.close();
   }
-  // 64 ranks, 64 MB, real data
+  // 64 ranks, 64 MB, real data: median of REPEATS runs on one cluster, the first one checked
   if (!opts.quick) {
     const t64 = makeTopology('hgx-h100', { nodes: 8 });
-    const { rows } = await runBench({
-      coll: 'allreduce', topo: t64, algo: 'auto', minBytes: 64 << 20, maxBytes: 64 << 20, factor: 2, iters: 3, warmup: 1,
-      check: true, op: 'sum', root: 0, pace: 0, inPlace: false,
-    });
-    const r = rows[0]!;
-    lines.push('');
-    lines.push(`64 ranks (8 x hgx-h100), 64 MB AllReduce, real data: host ${(r.oop.host_time / 1e3).toFixed(1)} ms per call (target <= 500 ms; SimGrid SMPI 2.33 s), algo ${r.oop.algo}, virtual ${r.oop.time.toFixed(1)} us, #wrong ${r.oop.nwrong}`);
+    const c64 = await Cluster.start(t64);
+    try {
+      const host: number[] = [];
+      let first: BenchRow | undefined;
+      for (let k = 0; k < REPEATS; k++) {
+        const { rows } = await runBench({
+          coll: 'allreduce', topo: t64, algo: 'auto', minBytes: 64 << 20, maxBytes: 64 << 20, factor: 2, iters: 3, warmup: 1,
+          check: k === 0, op: 'sum', root: 0, pace: 0, inPlace: false,
+        }, c64);
+        first ??= rows[0]!;
+        host.push(rows[0]!.oop.host_time / 1e3);
+      }
+      host.sort((a, b) => a - b);
+      const r = first!;
+      lines.push('');
+      lines.push(`64 ranks (8 x hgx-h100), 64 MB AllReduce, real data: host ${host[Math.floor(host.length / 2)]!.toFixed(1)} ms per call [${host[0]!.toFixed(1)}..${host[host.length - 1]!.toFixed(1)}] (target <= 500 ms; SimGrid SMPI 2.33 s), algo ${r.oop.algo}, virtual ${r.oop.time.toFixed(1)} us, #wrong ${r.oop.nwrong}`);
+    } finally {
+      await c64.close();
+    }
   }
   return lines.join('\n');
 }

@@ -168,7 +168,7 @@ async function sectionNative(quick: boolean, rows: Row[]): Promise<void> {
     cases.push({ name: `reduce sum from another memory, ${fmtBytes(bytes)}`, bytes, fn: () => nk.reduce(local, 0, local, 0, remote, 0, n, SUM) });
     cases.push({ name: `copy from another memory, ${fmtBytes(bytes)}`, bytes, fn: () => nk.copy(local, 0, remote, 0, n) });
   }
-  // 7 peers' 8 MB chunks into one region (an 8-rank reduce-scatter step): fused vs one by one
+  // 7 peers' 8 MB messages into one region (an 8-rank one-shot reduction): fused vs one by one
   const bytes = 8 * MB;
   const n = bytes / 4;
   const dst = new Float32Array(new SharedArrayBuffer(bytes));

@@ -94,6 +94,9 @@ class RankRuntime {
   /** receives (data messages) done by fused runs in this job */
   fused = 0;
   fuseCount: Int32Array;
+  /** a fused run's sources (memories and element offsets), reused from run to run */
+  private fuseSrcs: Float32Array[] = [];
+  private fuseIdx: number[] = [];
   descIx: Int32Array<ArrayBufferLike> = new Int32Array(0);
   desc: Float64Array<ArrayBufferLike> = new Float64Array(0);
 
@@ -312,13 +315,20 @@ class RankRuntime {
     const op = head.op;
     const me = this.rank, p = this.p, L = this.L, ctl = this.ctl;
     const dB = this.byteOff(D);
+    if (((dB | srcB) & 3) !== 0) return false;
     // the head's own message (through the switch) must not overlap the region either
     if (peer === me && srcB < dB + 4 * D.len && dB < srcB + 4 * D.len) return false;
     // an accumulator other than the region itself must not partly overlap it
     const A = head.acc;
     if (A && A.buf === D.buf && A.off !== D.off && A.off < D.off + D.len && D.off < A.off + A.len) return false;
-    const srcs: Float32Array[] = [this.f32[peer]!];
-    const idx: number[] = [srcB >> 2];
+    const srcs = this.fuseSrcs, idx = this.fuseIdx;
+    srcs.length = 0;
+    idx.length = 0;
+    // a plain head (no op) is the run's first operand, not a source
+    if (op) {
+      srcs.push(this.f32[peer]!);
+      idx.push(srcB >> 2);
+    }
     // messages of the run per peer so far (the next one from q is message recvSeq[q] + cnt[q])
     const cnt = this.fuseCount;
     cnt.fill(0);
@@ -352,7 +362,7 @@ class RankRuntime {
       idx.push(sB >> 2);
       last = j;
     }
-    if (srcs.length < 2) return false;
+    if (srcs.length < (op ? 2 : 1)) return false;
     const mine = this.f32[me]!;
     const dstE = dB >> 2;
     if (op) {
@@ -360,10 +370,10 @@ class RankRuntime {
       this.native!.reduceMany(mine, dstE, mine, accB >> 2, srcs, idx, D.len, REDUCE_OPCODE[fop!]);
     } else {
       // the head is a plain receive: dst = s0, then reduce the others into it
-      this.native!.reduceMany(mine, dstE, srcs[0]!, idx[0]!, srcs.slice(1), idx.slice(1), D.len, REDUCE_OPCODE[fop!]);
+      this.native!.reduceMany(mine, dstE, this.f32[peer]!, srcB >> 2, srcs, idx, D.len, REDUCE_OPCODE[fop!]);
     }
     this.fusedTo = last;
-    this.fused += srcs.length;
+    this.fused += op ? srcs.length : srcs.length + 1;
     return true;
   }
 

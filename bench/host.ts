@@ -45,7 +45,7 @@ export async function runHostBench(opts: { live?: boolean; quick?: boolean } = {
   lines.push(`AllReduce host wall time per call, 8 ranks, float32 sum, out-of-place, --algo auto on hgx-h100 (collemu) vs Open MPI 4.1 shared memory`);
   lines.push(`Open MPI figures: ${mpi.source}`);
   lines.push(`Host time: median of ${REPEATS} runs (range in brackets), each the mean of many iterations after a long warm-up: the workers' JIT and`);
-  lines.push(`the host scheduler take thousands of iterations to settle at small sizes (1 KB: ~900 us/call over the first 100, ~50 us after 20,000).`);
+  lines.push(`the host scheduler take thousands of iterations to settle at small sizes (1 KB: 430-450 us/call over the first 100, 35-70 us after 20,000).`);
   lines.push(`Native reduce/copy kernels: ${NATIVE ? 'on (native/kernels.c built)' : 'OFF (not built, or COLLEMU_NO_NATIVE_KERNELS set)'}.`);
   lines.push(`Waiting ranks yield-poll (sched_yield) before blocking: ${YIELD ? 'on (native/yieldwait.c built)' : 'OFF (native helper not built, or COLLEMU_NO_YIELD set)'}.`);
   lines.push(`${'size'.padStart(10)}  ${'algo'.padStart(12)}  ${'collemu(us)'.padStart(12)}  ${'range(us)'.padStart(19)}  ${'OpenMPI(us)'.padStart(12)}  ${'ratio'.padStart(6)}  ${'virtual(us)'.padStart(11)}  ${'#wrong'.padStart(6)}`);

@@ -129,7 +129,7 @@ export class IRError extends Error {
 }
 
 /** a and b share elements but are not the same region (empty regions overlap nothing) */
-function partlyOverlaps(a: Region, b: Region): boolean {
+export function partlyOverlaps(a: Region, b: Region): boolean {
   if (a.buf !== b.buf || a.len === 0 || b.len === 0) return false;
   if (a.off === b.off && a.len === b.len) return false;
   return a.off < b.off + b.len && b.off < a.off + a.len;

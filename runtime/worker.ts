@@ -23,7 +23,7 @@ import {
   ControlLayout, DESC_F64, H_ABORT, H_AWAKE, H_BUSY, H_BAR_COUNT, H_BAR_GEN, H_BAR_T0_F64, R_BELL, R_ITER, R_JOB_BELL, R_PC, R_PROGRESS, R_STATE,
   R_WAIT_PEER, R_WAIT_SEQ, ST_BARRIER, ST_CONSUME, ST_IDLE, ST_RECV, ST_RUNNING, ST_SLEEP, ST_SLOT,
 } from './control.js';
-import { ELEM_BYTES, type BufName, type Op, type Program, type Region } from './ir.js';
+import { ELEM_BYTES, partlyOverlaps, type BufName, type Op, type Program, type Region } from './ir.js';
 import type { InitMessage, Job, RankResult, RunJob } from './job.js';
 import { createKernels, REDUCE_OPCODE, type Kernels } from './kernels.js';
 import { runComputeKernel } from './compute.js';
@@ -313,14 +313,14 @@ class RankRuntime {
     if (!next || next.k !== 'recv') return false;
     const D = head.dst;
     const op = head.op;
-    const me = this.rank, p = this.p, L = this.L, ctl = this.ctl;
+    const me = this.rank, L = this.L, ctl = this.ctl;
     const dB = this.byteOff(D);
     if (((dB | srcB) & 3) !== 0) return false;
     // the head's own message (through the switch) must not overlap the region either
     if (peer === me && srcB < dB + 4 * D.len && dB < srcB + 4 * D.len) return false;
-    // an accumulator other than the region itself must not partly overlap it
-    const A = head.acc;
-    if (A && A.buf === D.buf && A.off !== D.off && A.off < D.off + D.len && D.off < A.off + A.len) return false;
+    // an accumulator other than the region itself must not partly overlap it (validatePrograms
+    // rejects that, but Cluster.run does not require validated programs)
+    if (head.acc && partlyOverlaps(head.acc, D)) return false;
     const srcs = this.fuseSrcs, idx = this.fuseIdx;
     srcs.length = 0;
     idx.length = 0;
@@ -350,8 +350,7 @@ class RankRuntime {
       const a = m.acc;
       if (!m.op || (fop !== undefined && m.op !== fop) || m.dst.buf !== D.buf || m.dst.off !== D.off || m.dst.len !== D.len) break;
       if (a && (a.buf !== D.buf || a.off !== D.off || a.len !== D.len)) break;
-      const pair = q * p + me;
-      const d = (this.descIx[pair]! + (seq % this.descIx[p * p + pair]!)) * DESC_F64;
+      const d = this.descAt(q, seq);
       const sB = this.desc[d]!, len = this.desc[d + 1]!;
       if (len !== D.len || (sB & 3) !== 0) break;
       // a message from oneself (through the switch) must not overlap the region it reduces into
@@ -375,6 +374,12 @@ class RankRuntime {
     this.fusedTo = last;
     this.fused += op ? srcs.length : srcs.length + 1;
     return true;
+  }
+
+  /** index in this.desc of the descriptor of message #seq from rank `from` to this rank */
+  private descAt(from: number, seq: number): number {
+    const pair = from * this.p + this.rank;
+    return (this.descIx[pair]! + (seq % this.descIx[this.p * this.p + pair]!)) * DESC_F64;
   }
 
   /** no send in flight from a region overlapping r (a write to r would not wait) */
@@ -479,8 +484,7 @@ class RankRuntime {
           this.hazard(o.dst);
           const seq = this.recvSeq[peer]!;
           this.waitGE(L.posted(peer, me), seq + 1, ST_RECV, peer, seq);
-          const pair = peer * this.p + me;
-          const d = (this.descIx[pair]! + (seq % this.descIx[this.p * this.p + pair]!)) * DESC_F64;
+          const d = this.descAt(peer, seq);
           const f = this.desc;
           const srcB = f[d]!, len = f[d + 1]!, arrival = f[d + 2]!;
           if (len !== o.dst.len) throw new Error(`rank ${me} op ${i}: message #${seq} from rank ${peer} has ${len} elements, recv expects ${o.dst.len}`);

@@ -22,8 +22,9 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { Bench } from 'tinybench';
 import { createKernels, REDUCE_OPCODE, type Kernels } from '../runtime/kernels.js';
-import { NATIVE, NATIVE_PATHS } from '../runtime/native.js';
+import { NATIVE } from '../runtime/native.js';
 import { reduceJs } from '../runtime/reduce.js';
+import { parallelBandwidth } from './membw.js';
 
 const MB = 1024 * 1024;
 const KB = 1024;
@@ -185,36 +186,13 @@ async function sectionNative(quick: boolean, rows: Row[]): Promise<void> {
   await throughput(sec, cases, quick, rows);
   // both cores at once: the memory bandwidth the ranks of a large run share
   const reps = quick ? 10 : 40;
-  const gbs = await new Promise<number[]>((resolve, reject) => {
-    const out: number[] = [];
-    for (let id = 0; id < 2; id++) {
-      const w = new Worker(BANDWIDTH_JS, { eval: true, workerData: { path: NATIVE_PATHS.kernels, n: (64 * MB) / 4, reps } });
-      w.on('message', (g: number) => {
-        out.push(g);
-        if (out.length === 2) resolve(out);
-      });
-      w.on('error', reject);
-    }
-  });
+  const gbs = (await parallelBandwidth(reps, 2))!;
   const total = gbs[0]! + gbs[1]!;
   rows.push({
     section: sec, name: '2 threads at once, each reduce sum 64 MB', value: `${(total / 3).toFixed(2)} GB/s`,
     detail: `of dst in all; memory traffic ${total.toFixed(1)} GB/s (${gbs.map((g) => g.toFixed(1)).join(' + ')}), ${reps} calls each`,
   });
 }
-
-/** Worker body for the two-thread bandwidth row (CommonJS, `eval: true`): GB/s of memory traffic */
-const BANDWIDTH_JS = String.raw`
-  const { parentPort, workerData } = require('node:worker_threads');
-  const nk = require(workerData.path);
-  const n = workerData.n;
-  const f = () => new Float32Array(new SharedArrayBuffer(4 * n)).fill(1);
-  const a = f(), b = f(), d = f();
-  for (let i = 0; i < 3; i++) nk.reduce(d, 0, a, 0, b, 0, n, 0);
-  const t0 = performance.now();
-  for (let i = 0; i < workerData.reps; i++) nk.reduce(d, 0, a, 0, b, 0, n, 0);
-  parentPort.postMessage((workerData.reps * 3 * 4 * n) / ((performance.now() - t0) / 1000) / 1e9);
-`;
 
 // ------------------------------------------------------------------------------ hand-off latency (workers)
 

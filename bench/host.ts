@@ -21,7 +21,8 @@ const REPEATS = 3;
 const here = dirname(fileURLToPath(import.meta.url));
 /** the repo root, from dist/bench or bench/ */
 const repo = existsSync(join(here, '..', 'package.json')) ? resolve(here, '..') : resolve(here, '..', '..');
-const peers = resolve(repo, '..', 'shared', 'peers');
+/** ../shared/peers, or COLLEMU_PEERS_DIR (a writable copy where ../shared is read-only: setup.sh builds into it) */
+const peers = process.env.COLLEMU_PEERS_DIR ? resolve(process.env.COLLEMU_PEERS_DIR) : resolve(repo, '..', 'shared', 'peers');
 
 /** size (bytes) -> out-of-place time (us) of an nccl-tests style table (the calibrate parser). */
 export function parseTable(text: string, where = 'table'): Map<number, number> {
@@ -31,7 +32,14 @@ export function parseTable(text: string, where = 'table'): Map<number, number> {
 function openMpiTimes(live: boolean, ranks: number, min: string, max: string): { times: Map<number, number>; source: string } {
   if (live) {
     const script = join(peers, 'run_openmpi.sh');
-    const out = execFileSync(script, [String(ranks), 'allreduce', min, max], { encoding: 'utf8', cwd: peers, stdio: ['ignore', 'pipe', 'ignore'] });
+    let out: string;
+    try {
+      out = execFileSync(script, [String(ranks), 'allreduce', min, max], { encoding: 'utf8', cwd: peers, stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (e) {
+      const x = e as { status?: number | null; stderr?: string; message: string };
+      const why = (x.stderr ?? '').trim().split('\n').slice(-3).join(' / ') || x.message.split('\n')[0];
+      throw new Error(`the live Open MPI run failed (${script}, exit ${x.status ?? '?'}): ${why}`);
+    }
     return { times: parseTable(out, script), source: `live: ${script} ${ranks} allreduce ${min} ${max}` };
   }
   const file = join(peers, 'results', `openmpi_allreduce_np${ranks}.txt`);

@@ -1,6 +1,7 @@
 /**
  * `npm run bench`: the data-plane micro-benchmarks (tinybench) and the host-speed comparison with
- * Open MPI. Flags: --quick (fewer sizes), --peer-live (run Open MPI now via ../shared/peers).
+ * Open MPI. Flags: --quick (fewer sizes), --peer-live (run Open MPI now via ../shared/peers, or the
+ * directory COLLEMU_PEERS_DIR names: a writable copy of it where ../shared is read-only).
  */
 import { runHostBench } from './host.js';
 
@@ -24,4 +25,9 @@ if (!args.has('--host-only')) {
   console.log();
 }
 console.log('== emulator host speed ==');
-console.log(await runHostBench({ live: args.has('--peer-live'), quick }));
+try {
+  console.log(await runHostBench({ live: args.has('--peer-live'), quick }));
+} catch (e) {
+  console.error(`bench: ${(e as Error).message}`);
+  process.exit(1);
+}

@@ -4,6 +4,6 @@ import { PROTOCOL_RING_ALGOS } from './ring.js';
 
 /**
  * NCCL protocol variants (ring-ll, ring-ll128, ring-simple) of allreduce, allgather and
- * reducescatter, and NVLS AllReduce (an analytical model that cannot run: see nvls.ts).
+ * reducescatter, and NVLS AllReduce (built on the IR's switch operations: see nvls.ts).
  */
 export const PROTOCOL_ALGOS: Algorithm[] = [...PROTOCOL_RING_ALGOS, nvlsAllreduce];

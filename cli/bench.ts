@@ -95,6 +95,18 @@ export function validateBench(o: BenchOptions): void {
   if (!Number.isInteger(o.warmup) || o.warmup < 0) throw new UsageError(`--warmup must be an integer >= 0 (got ${o.warmup})`);
   if (!Number.isInteger(o.root) || o.root < 0 || o.root >= o.topo.p) throw new UsageError(`--root must be a rank in 0..${o.topo.p - 1} (got ${o.root})`);
   if (!(o.pace >= 0) || !Number.isFinite(o.pace)) throw new UsageError(`--pace must be a dilation >= 0 (got ${o.pace})`);
+  // before anything is printed or run: the sizes, and that the algorithm exists and can run every
+  // size of the sweep (runSweep checks again on the scaled-down spec it actually runs)
+  const p = o.topo.p;
+  for (const bytes of sweepSizes(o.minBytes, o.maxBytes, o.factor)) {
+    const count = countForSize(o.coll, p, bytes);
+    for (const inPlace of o.inPlace === false ? [false] : [false, true]) {
+      const full: CollSpec = { coll: o.coll, p, count, op: o.op, inPlace, root: o.root };
+      const algo = typeof o.algo === 'string' ? resolveAlgorithm(full, o.topo, o.algo) : o.algo;
+      const why = algo.unsupported?.(full, o.topo);
+      if (why) throw new UsageError(`${o.coll} algorithm '${algo.name}' cannot run here: ${why}`);
+    }
+  }
 }
 
 function half(spec: CollSpec, algo: Algorithm, r: { time: number; hostTime: number; wrong: number; maxErr: number }, check: boolean): BenchHalf {

@@ -16,7 +16,7 @@
  *    then a 2x2 weighted linear least-squares problem. When cost() is not affine (max() of regimes,
  *    chunk counts that depend on alpha/bw), a Nelder-Mead search on (log alpha, log bw) is used.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { algorithmsFor, getAlgorithm } from '../collectives/registry.js';
@@ -24,6 +24,7 @@ import { COLLECTIVES, countForSize, type Algorithm, type CollSpec, type Collecti
 import { copyCostPerByte, reduceCostPerByte } from '../runtime/hardware.js';
 import { makeTopology, Topology, TopologyError, type LinkClass } from '../runtime/topology.js';
 import { UsageError } from './bench.js';
+import { writeOutput } from './output.js';
 
 // ------------------------------------------------------------------ parsing
 
@@ -493,11 +494,7 @@ export function registerCalibrate(program: Command): void {
         throw e;
       }
       if (f.out) {
-        try {
-          writeFileSync(f.out, JSON.stringify(fittedTopologyJson(r), null, 2) + '\n');
-        } catch (e) {
-          throw new UsageError(`cannot write ${f.out}: ${(e as Error).message}`);
-        }
+        writeOutput(f.out, JSON.stringify(fittedTopologyJson(r), null, 2) + '\n', '--out');
       }
       const toStdout = f.json === '-';
       if (!toStdout) for (const l of formatCalibration(r, f.out)) process.stdout.write(l + '\n');
@@ -505,7 +502,7 @@ export function registerCalibrate(program: Command): void {
         const text = JSON.stringify(calibrationJson(r, f.out), null, 2) + '\n';
         if (toStdout) process.stdout.write(text);
         else {
-          try { writeFileSync(f.json, text); } catch (e) { throw new UsageError(`cannot write ${f.json}: ${(e as Error).message}`); }
+          writeOutput(f.json, text, '--json');
         }
       }
     });

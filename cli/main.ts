@@ -1,5 +1,5 @@
 /** The `collemu` command line. */
-import { writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
@@ -12,6 +12,7 @@ import { makeTopology, TopologyError, TOPOLOGY_PRESETS, type TopologyOptions } f
 import { writeTrace } from '../runtime/trace.js';
 import { footerLines, formatRow, headerLines, jsonRows, parseBytes, runBench, runSimulate, scaleLines, UsageError, validateBench } from './bench.js';
 import { registerCalibrate } from './calibrate.js';
+import { checkOutputOptions, guardWrite, writeOutput } from './output.js';
 import { registerPipeline } from './pipeline.js';
 import { registerTrain } from './train.js';
 import { PredictError, registerPredictCommands } from './predict.js';
@@ -70,7 +71,14 @@ function addTopoOptions(c: Command): Command {
 }
 
 async function loadAlgoFile(file: string, coll: Collective): Promise<Algorithm> {
-  const mod = (await import(pathToFileURL(resolve(file)).href)) as Record<string, unknown>;
+  if (!existsSync(file)) throw new UsageError(`cannot read --algo-file ${file}: no such file`);
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(pathToFileURL(resolve(file)).href)) as Record<string, unknown>;
+  } catch (e) {
+    const err = e as Error;
+    throw new UsageError(`--algo-file ${file}: cannot load it as a JavaScript module: ${err.name}: ${err.message.split('\n')[0]}`);
+  }
   const a = (mod.default ?? mod.algorithm) as Algorithm | undefined;
   if (!a || typeof a.build !== 'function' || typeof a.cost !== 'function' || typeof a.name !== 'string') {
     throw new UsageError(`${file} must export (default or 'algorithm') an object with name, coll, build(spec, topo) and cost(spec, topo)`);
@@ -87,7 +95,9 @@ export function buildProgram(): Command {
     .version('0.1.0')
     // argument errors as every other bad input: one line 'collemu: error: ...' (exit 2, see main);
     // commander's own messages start with 'error: ' and may add a '(Did you mean ...?)' line
-    .configureOutput({ outputError: (s, write) => write(`collemu: ${s.trim().replace(/\s*\n\s*/g, ' ')} (run with --help for usage)\n`) });
+    .configureOutput({ outputError: (s, write) => write(`collemu: ${s.trim().replace(/\s*\n\s*/g, ' ')} (run with --help for usage)\n`) })
+    // output files (--json, --trace, --csv-out, --out) are checked before any command runs
+    .hook('preAction', (_self, action) => checkOutputOptions(action.opts()));
 
   const sweepCommand = (name: 'bench' | 'simulate', description: string) => {
     const cmd = program
@@ -144,10 +154,10 @@ export function buildProgram(): Command {
     if (json) {
       const text = JSON.stringify(jsonRows(rows), null, 2);
       if (toStdout) process.stdout.write(text + '\n');
-      else writeFileSync(json, text + '\n');
+      else writeOutput(json, text + '\n', '--json');
     }
     if (f.trace && events) {
-      writeTrace(f.trace as string, events, topo.data.links.map((l) => l.name));
+      guardWrite(f.trace as string, '--trace', () => writeTrace(f.trace as string, events, topo.data.links.map((l) => l.name)));
       if (!toStdout) out(`# trace: ${events.length} events written to ${f.trace}`);
     }
     const wrong = rows.reduce((s, r) => s + Math.max(0, r.oop.nwrong) + Math.max(0, r.ip?.nwrong ?? 0), 0);

@@ -12,13 +12,14 @@
  * schedule, stages (p), microbatches, bubble_fraction, formula_bubble_fraction (null without a closed
  * form), peak_inflight (per rank, in microbatches of the rank's share of the model).
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { formulaBubble, formulaPeakInflight, renderTimeline, runSchedule, timelineSlot, type PipelineTimes } from '../parallelism/pipeline.js';
 import {
   fromCsv, makeSchedule, peakInflight, SCHEDULE_NAMES, ScheduleError, toCsv, validateSchedule, type Schedule,
 } from '../parallelism/schedules.js';
 import { parseBytes, UsageError } from './bench.js';
+import { writeOutput } from './output.js';
 
 function num(what: string, integer = false) {
   return (v: string) => {
@@ -143,7 +144,7 @@ function runPipelineCommand(f: PipelineFlags): void {
   const peak = peakInflight(s);
   const peakFormula = gen !== undefined ? formulaPeakInflight(gen, p, m, v) : undefined;
 
-  if (f.csvOut) writeFileSync(f.csvOut, toCsv(s));
+  if (f.csvOut) writeOutput(f.csvOut, toCsv(s), '--csv-out');
   const result = {
     schedule: gen ?? s.name,
     stages: p,
@@ -181,6 +182,6 @@ function runPipelineCommand(f: PipelineFlags): void {
   if (f.json) {
     const text = JSON.stringify(result, null, 2) + '\n';
     if (toStdout) process.stdout.write(text);
-    else writeFileSync(f.json, text);
+    else writeOutput(f.json, text, '--json');
   }
 }

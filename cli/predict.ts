@@ -17,13 +17,13 @@
  * fits_in_memory, breakdown_s, ... see Prediction in parallelism/predict/step.ts), plan an array of
  * such objects, best first.
  */
-import { writeFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { CLUSTER_PRESETS } from '../parallelism/predict/clusters.js';
 import { PredictError } from '../parallelism/predict/errors.js';
 import { MODEL_PRESETS } from '../parallelism/predict/models.js';
 import { layoutString, plan } from '../parallelism/predict/plan.js';
 import { predictStep, type Prediction, type PredictInput } from '../parallelism/predict/step.js';
+import { writeOutput } from './output.js';
 
 function num(what: string, integer = true) {
   return (v: string) => {
@@ -225,7 +225,7 @@ export function planProgress(stream: ProgressStream): { onProgress?: (done: numb
 function emitJson(json: string, value: unknown): void {
   const text = JSON.stringify(value, null, 2) + '\n';
   if (json === '-') process.stdout.write(text);
-  else writeFileSync(json, text);
+  else writeOutput(json, text, '--json');
 }
 
 export function registerPredictCommands(program: Command): void {

@@ -8,10 +8,10 @@
  * Bad input (an unknown scenario, --executor on a scenario that runs no training) throws UsageError
  * (cli/bench.ts), which `collemu` reports as "collemu: error: ..." with exit code 2.
  */
-import { writeFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { findScenario, SCENARIOS } from '../scenarios/index.js';
 import { UsageError } from './bench.js';
+import { writeOutput } from './output.js';
 
 export { UsageError };
 
@@ -21,7 +21,7 @@ const WITH_EXECUTOR = new Set(['comm-profile']);
 function emitJson(json: string, value: unknown): void {
   const text = JSON.stringify(value, null, 2) + '\n';
   if (json === '-') process.stdout.write(text);
-  else writeFileSync(json, text);
+  else writeOutput(json, text, '--json');
 }
 
 export function registerScenarioCommands(program: Command): void {

@@ -2,13 +2,14 @@
  * `collemu train`: a parallel training run of the small Llama model on emulated ranks, checked
  * against the serial single-rank reference (parallelism/train/train.ts).
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { MEM_CATEGORIES } from '../parallelism/train/arena.js';
 import { runTraining, type TrainResult } from '../parallelism/train/train.js';
 import type { OptimizerConfig } from '../parallelism/model/reference.js';
 import { writeTrace } from '../runtime/trace.js';
 import { parseBytes, UsageError } from './bench.js';
+import { guardWrite, writeOutput } from './output.js';
 
 /**
  * Parity tolerance (Float32), relative per tensor: the pass criterion of the per-step check (every
@@ -142,13 +143,13 @@ export function registerTrain(program: Command): void {
         optimizer, overlap: f.overlap as boolean, memCapacity: f.memCapacity as number | undefined, executor: ex, topology: f.topology as string,
         trace: !!f.trace,
       });
-      if (f.trace && r.events) writeTrace(f.trace as string, r.events, r.links);
+      if (f.trace && r.events) guardWrite(f.trace as string, '--trace', () => writeTrace(f.trace as string, r.events!, r.links));
       const json = f.json as string | undefined;
       if (json !== '-') for (const l of formatTrain(r, optimizer)) console.log(l);
       if (json) {
         const text = JSON.stringify(trainJson(r), null, 2) + '\n';
         if (json === '-') process.stdout.write(text);
-        else writeFileSync(json, text);
+        else writeOutput(json, text, '--json');
       }
       if (r.parity && parityFailed(r.parity)) process.exitCode = 1;
     });

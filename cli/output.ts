@@ -1,0 +1,57 @@
+/**
+ * Output files (--json FILE, --trace FILE, --csv-out FILE, --out FILE): checked before a command
+ * runs, so a long benchmark does not end in a failed write; a write that still fails (a full disk)
+ * is a one-line error like any bad input.
+ */
+import { accessSync, constants, statSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { UsageError } from './bench.js';
+
+/** The options that name an output file, by commander's option key. '-' means stdout. */
+const OUTPUT_FLAGS: Record<string, string> = { json: '--json', trace: '--trace', csvOut: '--csv-out', out: '--out' };
+
+/** Throws UsageError unless `file` can be written: its directory exists and is writable, and it is not a directory. */
+export function checkOutputFile(file: string, flag: string): void {
+  if (file === '') throw new UsageError(`${flag} needs a file name`);
+  let isFile: boolean | undefined;
+  try {
+    isFile = !statSync(file).isDirectory();
+    if (!isFile) throw new UsageError(`${flag} ${file}: is a directory`);
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    isFile = undefined; // does not exist (yet)
+  }
+  const dir = dirname(resolve(file));
+  if (isFile === undefined) {
+    let dirOk = false;
+    try { dirOk = statSync(dir).isDirectory(); } catch { /* missing */ }
+    if (!dirOk) throw new UsageError(`${flag} ${file}: directory ${dir} does not exist`);
+  }
+  try {
+    accessSync(isFile ? file : dir, constants.W_OK);
+  } catch {
+    throw new UsageError(`${flag} ${file}: ${isFile ? 'the file' : `directory ${dir}`} is not writable`);
+  }
+}
+
+/** Checks every output-file option among a command's parsed options (commander's opts()). */
+export function checkOutputOptions(opts: Record<string, unknown>): void {
+  for (const [key, flag] of Object.entries(OUTPUT_FLAGS)) {
+    const v = opts[key];
+    if (typeof v === 'string' && !(v === '-' && key === 'json')) checkOutputFile(v, flag);
+  }
+}
+
+/** Runs `write` (which writes `file`), turning a failure into a one-line UsageError. */
+export function guardWrite(file: string, flag: string, write: () => void): void {
+  try {
+    write();
+  } catch (e) {
+    throw new UsageError(`${flag}: cannot write ${file}: ${(e as Error).message}`);
+  }
+}
+
+/** writeFileSync with a one-line UsageError on failure. */
+export function writeOutput(file: string, data: string | Uint8Array, flag: string): void {
+  guardWrite(file, flag, () => writeFileSync(file, data));
+}

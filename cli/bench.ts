@@ -5,13 +5,15 @@
  * wall time per iteration.
  */
 import { Cluster } from '../runtime/cluster.js';
-import { REDUCE_OPS, validatePrograms, type Program, type ReduceOp } from '../runtime/ir.js';
+import { validateKernelOps } from '../runtime/compute.js';
+import { IRError, REDUCE_OPS, validatePrograms, type Program, type ReduceOp } from '../runtime/ir.js';
+import { OutOfMemoryError } from '../runtime/memory.js';
 import { simulate } from '../runtime/simulate.js';
 import { scaleTopology, type Topology } from '../runtime/topology.js';
 import type { TraceEvent } from '../runtime/trace.js';
 import { resolveAlgorithm } from '../collectives/registry.js';
 import {
-  busBwFactor, bufferSizes, COLLECTIVES, countForSize, isReducing, isRooted, ncclSize, type Algorithm, type CollSpec, type Collective,
+  busBwFactor, bufferSizes, COLLECTIVES, countForSize, ioSizes, isReducing, isRooted, ncclSize, type Algorithm, type CollSpec, type Collective,
 } from '../collectives/types.js';
 
 export class UsageError extends Error {
@@ -88,23 +90,70 @@ export function sweepSizes(min: number, max: number, factor: number): number[] {
   return out;
 }
 
-export function validateBench(o: BenchOptions): void {
+/** Rank limits of the two executors: one worker thread per rank, or one event loop for all. */
+export const EMULATOR_MAX_RANKS = 512;
+export const SIMULATOR_MAX_RANKS = 1 << 20;
+
+/**
+ * A user-written algorithm's hook (--algo-file): what it throws, or a malformed result, is the
+ * user's error (exit 2), not collemu's.
+ */
+function userCall<T>(algo: Algorithm, user: boolean, what: string, f: () => T): T {
+  if (!user) return f();
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof IRError || e instanceof UsageError) throw e;
+    const err = e as Error;
+    throw new UsageError(`algorithm '${algo.name}' (--algo-file): ${what} threw ${err?.name ?? 'an error'}: ${String(err?.message ?? e).split('\n')[0]}`);
+  }
+}
+
+/** The programs an algorithm builds for a spec, checked: one per rank, each an array of ops. */
+export function buildChecked(algo: Algorithm, spec: CollSpec, topo: Topology, user: boolean): Program[] {
+  const programs = userCall(algo, user, 'build()', () => algo.build(spec, topo));
+  if (!Array.isArray(programs) || programs.length !== spec.p || !programs.every((x) => Array.isArray(x))) {
+    const got = Array.isArray(programs) ? `${programs.length} entries${programs.every((x) => Array.isArray(x)) ? '' : ', not all arrays of ops'}` : typeof programs;
+    throw new IRError(`algorithm '${algo.name}': build() must return one program (an array of ops) per rank, ${spec.p} in all; got ${got}`);
+  }
+  return programs;
+}
+
+export function validateBench(o: BenchOptions, executor: 'emulate' | 'simulate' = 'emulate'): void {
   if (!COLLECTIVES.includes(o.coll)) throw new UsageError(`unknown collective '${o.coll}' (known: ${COLLECTIVES.join(', ')})`);
   if (!REDUCE_OPS.includes(o.op)) throw new UsageError(`unknown --op '${o.op}' (known: ${REDUCE_OPS.join(', ')})`);
   if (!Number.isInteger(o.iters) || o.iters < 1) throw new UsageError(`--iters must be an integer >= 1 (got ${o.iters})`);
   if (!Number.isInteger(o.warmup) || o.warmup < 0) throw new UsageError(`--warmup must be an integer >= 0 (got ${o.warmup})`);
   if (!Number.isInteger(o.root) || o.root < 0 || o.root >= o.topo.p) throw new UsageError(`--root must be a rank in 0..${o.topo.p - 1} (got ${o.root})`);
   if (!(o.pace >= 0) || !Number.isFinite(o.pace)) throw new UsageError(`--pace must be a dilation >= 0 (got ${o.pace})`);
-  // before anything is printed or run: the sizes, and that the algorithm exists and can run every
-  // size of the sweep (runSweep checks again on the scaled-down spec it actually runs)
+  // before anything is printed or run: the rank count, the sizes (they fit the device memory and
+  // survive the scale-down), and that the algorithm exists and can run every size of the sweep
+  // (runSweep checks again on the scaled-down spec it actually runs)
   const p = o.topo.p;
+  const maxRanks = executor === 'emulate' ? EMULATOR_MAX_RANKS : SIMULATOR_MAX_RANKS;
+  if (p > maxRanks) {
+    throw new UsageError(`${p} ranks is more than the ${executor === 'emulate' ? 'emulator (one worker thread per rank)' : 'one-thread simulator'} runs (at most ${maxRanks}`
+      + `${executor === 'emulate' ? '; `collemu simulate` times up to ' + SIMULATOR_MAX_RANKS + ' ranks without data' : ''})`);
+  }
+  const k = o.scaleDown ?? 1;
+  const user = typeof o.algo !== 'string';
   for (const bytes of sweepSizes(o.minBytes, o.maxBytes, o.factor)) {
     const count = countForSize(o.coll, p, bytes);
     for (const inPlace of o.inPlace === false ? [false] : [false, true]) {
       const full: CollSpec = { coll: o.coll, p, count, op: o.op, inPlace, root: o.root };
+      const io = ioSizes(full);
+      const need = (io.in + io.out) * 4;
+      if (need > o.topo.data.memCapacity) {
+        // what the emulated GPU would report when the run allocates them, before anything is built
+        const cap = o.topo.data.memCapacity;
+        throw new OutOfMemoryError(0, `the 'in' and 'out' buffers of a ${bytes} B ${o.coll}${inPlace ? ' (in-place)' : ''}`, need, cap, cap);
+      }
       const algo = typeof o.algo === 'string' ? resolveAlgorithm(full, o.topo, o.algo) : o.algo;
-      const why = algo.unsupported?.(full, o.topo);
+      const why = userCall(algo, user, 'unsupported()', () => algo.unsupported?.(full, o.topo));
       if (why) throw new UsageError(`${o.coll} algorithm '${algo.name}' cannot run here: ${why}`);
+    }
+    if (k > 1 && count > 0 && countForSize(o.coll, p, Math.floor(ncclSize(o.coll, p, count) / k)) === 0) {
+      throw new UsageError(`--scale-down ${k} leaves nothing of the ${bytes} B size to run (under one element per rank); use a smaller --scale-down or larger sizes`);
     }
   }
 }
@@ -124,7 +173,7 @@ type Exec = (spec: CollSpec, algo: Algorithm, programs: Program[], trace: boolea
 
 /** The size sweep shared by `bench` (emulator) and `simulate` (one-thread simulator). */
 async function runSweep(o: BenchOptions, exec: Exec, checked: boolean, topo: Topology): Promise<{ rows: BenchRow[]; events?: TraceEvent[] }> {
-  validateBench(o);
+  validateBench(o, checked ? 'emulate' : 'simulate');
   const p = o.topo.p;
   const k = o.scaleDown ?? 1;
   const sizes = sweepSizes(o.minBytes, o.maxBytes, o.factor);
@@ -142,10 +191,13 @@ async function runSweep(o: BenchOptions, exec: Exec, checked: boolean, topo: Top
       const full: CollSpec = { coll: o.coll, p, count, op: o.op, inPlace, root: o.root };
       const spec: CollSpec = { ...full, count: runCount };
       const algo = typeof o.algo === 'string' ? resolveAlgorithm(full, o.topo, o.algo) : o.algo;
-      const why = algo.unsupported?.(spec, topo);
+      const user = typeof o.algo !== 'string';
+      const why = userCall(algo, user, 'unsupported()', () => algo.unsupported?.(spec, topo));
       if (why) throw new UsageError(`${o.coll} algorithm '${algo.name}' cannot run here: ${why}`);
-      const programs = algo.build(spec, topo);
-      validatePrograms(programs, bufferSizes(spec, algo, topo));
+      const programs = buildChecked(algo, spec, topo, user);
+      const bufs = userCall(algo, user, 'tmpElems()', () => bufferSizes(spec, algo, topo));
+      validatePrograms(programs, bufs);
+      validateKernelOps(programs);
       const wantTrace = !!o.trace && bytes === sizes[sizes.length - 1] && !inPlace;
       const r = await exec(spec, algo, programs, wantTrace);
       if (wantTrace) events = r.events;
@@ -153,7 +205,7 @@ async function runSweep(o: BenchOptions, exec: Exec, checked: boolean, topo: Top
       if (inPlace) row.ip = h;
       else row.oop = h;
       if (k > 1 && !inPlace) {
-        const fullTime = simulate({ topo: o.topo, programs: algo.build(full, o.topo) }).time;
+        const fullTime = simulate({ topo: o.topo, programs: buildChecked(algo, full, o.topo, user) }).time;
         row.scaled = { emulated_size: ncclSize(o.coll, p, runCount), full_time: fullTime * 1e6 };
       }
     }
@@ -165,6 +217,7 @@ async function runSweep(o: BenchOptions, exec: Exec, checked: boolean, topo: Top
 
 /** `collemu bench`: the worker-thread emulator with real data. */
 export async function runBench(o: BenchOptions, cluster?: Cluster): Promise<{ rows: BenchRow[]; events?: TraceEvent[] }> {
+  validateBench(o, 'emulate'); // before the workers start
   const topo = runTopology(o);
   const c = cluster ?? (await Cluster.start(topo, { simd: o.simd }));
   try {
@@ -262,6 +315,35 @@ export function footerLines(rows: BenchRow[], check: boolean): string[] {
     `# Avg bus bandwidth    : ${n ? (sum / n).toFixed(4) : '0'} `,
     '#',
   ];
+}
+
+/**
+ * A user-written algorithm (--algo-file): its cost() next to the virtual time of every size
+ * (out-of-place; under --scale-down the full-size time), so a formula can be checked against the
+ * schedule it claims to describe.
+ */
+export function formulaLines(algo: Algorithm, o: Pick<BenchOptions, 'coll' | 'topo' | 'op' | 'root'>, rows: BenchRow[]): string[] {
+  const out = [`# ${algo.name}: cost() against the virtual time, out-of-place (us)`];
+  for (const r of rows) {
+    const spec: CollSpec = { coll: o.coll, p: o.topo.p, count: r.count, op: o.op, inPlace: false, root: o.root };
+    let c: number;
+    try {
+      c = algo.cost(spec, o.topo);
+    } catch (e) {
+      out.push(`#   ${r.size} B: cost() threw ${(e as Error)?.name ?? 'an error'}: ${String((e as Error)?.message ?? e).split('\n')[0]}`);
+      continue;
+    }
+    const t = r.scaled ? r.scaled.full_time : r.oop.time;
+    if (typeof c !== 'number' || !Number.isFinite(c) || c < 0) {
+      out.push(`#   ${r.size} B: cost() returned ${String(c)}, not a time >= 0 in seconds (virtual ${t.toFixed(2)})`);
+      continue;
+    }
+    const cu = c * 1e6;
+    const d = t > 0 ? ((cu - t) / t) * 100 : 0;
+    const diff = t > 0 ? (Math.abs(d) < 0.005 ? '0.00%' : `${d > 0 ? '+' : ''}${d.toFixed(2)}%`) : cu === 0 ? 'equal' : 'virtual 0';
+    out.push(`#   ${String(r.size).padStart(12)} B: cost ${cu.toFixed(2).padStart(10)}, virtual ${t.toFixed(2).padStart(10)} (${diff})`);
+  }
+  return out;
 }
 
 /** JSON rows: nccl-tests keys, in-place keys prefixed with in_. */

@@ -6,11 +6,13 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { ALGORITHMS, AlgorithmError } from '../collectives/registry.js';
 import { COLLECTIVES, type Algorithm, type Collective } from '../collectives/types.js';
 import { EmulatorDeadlock, RankFailure } from '../runtime/cluster.js';
+import { ContentionDeadlock } from '../runtime/contention.js';
 import { IRError, type ReduceOp } from '../runtime/ir.js';
+import { DeadlockError } from '../runtime/simulate.js';
 import { OutOfMemoryError } from '../runtime/memory.js';
 import { makeTopology, TopologyError, TOPOLOGY_PRESETS, type TopologyOptions } from '../runtime/topology.js';
 import { writeTrace } from '../runtime/trace.js';
-import { footerLines, formatRow, headerLines, jsonRows, parseBytes, runBench, runSimulate, scaleLines, UsageError, validateBench } from './bench.js';
+import { footerLines, formatRow, formulaLines, headerLines, jsonRows, parseBytes, runBench, runSimulate, scaleLines, UsageError, validateBench } from './bench.js';
 import { registerCalibrate } from './calibrate.js';
 import { checkOutputOptions, guardWrite, writeOutput } from './output.js';
 import { registerPipeline } from './pipeline.js';
@@ -144,12 +146,13 @@ export function buildProgram(): Command {
       scaleDown: f.scaleDown as number,
     };
     if (!(opts.scaleDown >= 1)) throw new UsageError(`--scale-down must be a number >= 1 (got ${opts.scaleDown})`);
-    validateBench(opts);
+    validateBench(opts, name === 'bench' ? 'emulate' : 'simulate');
     const algoName = typeof algo === 'string' ? algo : `${algo.name} (${f.algoFile})`;
     for (const l of headerLines(`collemu ${name} ${coll}`, opts, algoName, name === 'simulate')) out(l);
     const run = name === 'bench' ? runBench : runSimulate;
     const { rows, events } = await run({ ...opts, onRow: (r) => out(formatRow(r)) });
     for (const l of footerLines(rows, opts.check)) out(l);
+    if (typeof algo !== 'string') for (const l of formulaLines(algo, opts, rows)) out(l);
     for (const l of scaleLines(opts, rows)) out(l);
     if (json) {
       const text = JSON.stringify(jsonRows(rows), null, 2);
@@ -227,7 +230,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`collemu: error: ${err.message}\n`);
       return 2;
     }
-    if (err instanceof RankFailure || err instanceof EmulatorDeadlock) {
+    if (err instanceof RankFailure || err instanceof EmulatorDeadlock || err instanceof DeadlockError || err instanceof ContentionDeadlock) {
       process.stderr.write(`collemu: ${err.message}\n`);
       return 1;
     }

@@ -36,9 +36,19 @@ export function checkOutputFile(file: string, flag: string): void {
 
 /** Checks every output-file option among a command's parsed options (commander's opts()). */
 export function checkOutputOptions(opts: Record<string, unknown>): void {
+  const seen = new Map<string, string>();
   for (const [key, flag] of Object.entries(OUTPUT_FLAGS)) {
     const v = opts[key];
-    if (typeof v === 'string' && !(v === '-' && key === 'json')) checkOutputFile(v, flag);
+    if (typeof v !== 'string') continue;
+    if (v === '-') {
+      if (key === 'json') continue;
+      throw new UsageError(`${flag} needs a file name ('-', stdout, is for --json only)`);
+    }
+    checkOutputFile(v, flag);
+    const abs = resolve(v);
+    const other = seen.get(abs);
+    if (other) throw new UsageError(`${other} and ${flag} name the same file (${v}): one would overwrite the other`);
+    seen.set(abs, flag);
   }
 }
 

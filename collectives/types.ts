@@ -14,7 +14,7 @@
  * out holds p*count inputs and the result lands at out[r*count..]; others: out[0..count). The 'in'
  * buffer is then empty. Algorithms may use a 'tmp' buffer of the size they declare.
  */
-import type { BufferSizes, Op, Program, ReduceOp, Region } from '../runtime/ir.js';
+import { IRError, type BufferSizes, type Op, type Program, type ReduceOp, type Region } from '../runtime/ir.js';
 import type { Topology } from '../runtime/topology.js';
 
 export type Collective = 'allreduce' | 'allgather' | 'reducescatter' | 'broadcast' | 'reduce' | 'alltoall' | 'sendrecv' | 'barrier';
@@ -86,7 +86,11 @@ export function ioSizes(s: CollSpec): { in: number; out: number } {
 
 export function bufferSizes(s: CollSpec, algo: Algorithm, topo: Topology): BufferSizes {
   const io = ioSizes(s);
-  return { in: io.in, out: io.out, tmp: algo.tmpElems ? algo.tmpElems(s, topo) : 0 };
+  const tmp = algo.tmpElems ? algo.tmpElems(s, topo) : 0;
+  if (!Number.isSafeInteger(tmp) || tmp < 0) {
+    throw new IRError(`algorithm '${algo.name}': tmpElems() must return the 'tmp' buffer's size in elements, an integer >= 0 (got ${typeof tmp === 'string' ? JSON.stringify(tmp) : String(tmp)})`);
+  }
+  return { in: io.in, out: io.out, tmp };
 }
 
 /** Where rank r's input lives (whole input: count elements, or p*count for reducescatter/alltoall). */

@@ -169,6 +169,7 @@ export function validatePrograms(programs: Program[], sizes: BufferSizes[] | Buf
     const sz = sizeOf(r);
     for (let i = 0; i < prog.length; i++) {
       const o = prog[i]!;
+      if (typeof o !== 'object' || o === null) throw new IRError(`rank ${r} op ${i}: not an op object (got ${JSON.stringify(o) ?? String(o)})`);
       if (o.s !== undefined && o.s !== 0 && o.s !== 1) throw new IRError(`rank ${r} op ${i}: unknown stream ${JSON.stringify(o.s)}`);
       switch (o.k) {
         case 'send':
@@ -178,6 +179,7 @@ export function validatePrograms(programs: Program[], sizes: BufferSizes[] | Buf
           }
           if (o.net !== undefined && typeof o.net !== 'boolean') throw new IRError(`rank ${r} op ${i}: net must be a boolean`);
           if (o.k === 'recv' && o.pad !== undefined && typeof o.pad !== 'boolean') throw new IRError(`rank ${r} op ${i}: pad must be a boolean`);
+          if (o.k === 'recv' && o.op !== undefined && !REDUCE_OPS.includes(o.op)) throw new IRError(`rank ${r} op ${i}: unknown reduction op ${JSON.stringify(o.op)} (known: ${REDUCE_OPS.join(', ')})`);
           const reg = o.k === 'send' ? o.src : o.dst;
           checkRegion(reg, sz, r, i, o.k === 'send' ? 'src' : 'dst');
           if (o.k === 'recv' && o.acc) {
@@ -221,15 +223,17 @@ export function validatePrograms(programs: Program[], sizes: BufferSizes[] | Buf
           checkRegion(o.b, sz, r, i, 'b');
           checkRegion(o.dst, sz, r, i, 'dst');
           if (o.a.len !== o.dst.len || o.b.len !== o.dst.len) throw new IRError(`rank ${r} op ${i}: reduce length mismatch`);
+          if (!REDUCE_OPS.includes(o.op)) throw new IRError(`rank ${r} op ${i}: unknown reduction op ${JSON.stringify(o.op)} (known: ${REDUCE_OPS.join(', ')})`);
           for (const [name, x] of [['a', o.a], ['b', o.b]] as const) {
             if (partlyOverlaps(x, o.dst)) throw new IRError(`rank ${r} op ${i}: reduce ${name} ${fmtRegion(x)} overlaps dst ${fmtRegion(o.dst)} without being it (an element-wise reduction reads either its output region itself or a disjoint one)`);
           }
           break;
         case 'scale':
           checkRegion(o.dst, sz, r, i, 'dst');
+          if (typeof o.factor !== 'number' || !Number.isFinite(o.factor)) throw new IRError(`rank ${r} op ${i}: scale factor must be a finite number`);
           break;
         case 'compute':
-          if (!(o.flops >= 0) || !(o.bytes >= 0)) throw new IRError(`rank ${r} op ${i}: compute needs flops >= 0 and bytes >= 0`);
+          if (!(o.flops >= 0) || !(o.bytes >= 0) || !Number.isFinite(o.flops) || !Number.isFinite(o.bytes)) throw new IRError(`rank ${r} op ${i}: compute needs finite flops >= 0 and bytes >= 0`);
           if (o.kernel !== undefined) {
             const args = o.args ?? [];
             args.forEach((a, j) => checkRegion(a, sz, r, i, `arg ${j}`));

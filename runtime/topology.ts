@@ -655,13 +655,13 @@ function checkPositiveInt(v: number | undefined, what: string): void {
   if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new TopologyError(`${what} must be an integer >= 1 (got ${v})`);
 }
 
-function resolveRanksNodes(opts: TopologyOptions, gpusPerNode: number, preset: string): { p: number; nodes: number } {
+function resolveRanksNodes(opts: TopologyOptions, gpusPerNode: number, preset: string, nodesFrom = `--nodes ${opts.nodes}`): { p: number; nodes: number } {
   checkPositiveInt(opts.ranks, '--ranks');
   checkPositiveInt(opts.nodes, '--nodes');
   if (opts.nodes !== undefined) {
     const p = opts.ranks ?? opts.nodes * gpusPerNode;
     if (p !== opts.nodes * gpusPerNode) {
-      throw new TopologyError(`${preset} with --nodes ${opts.nodes} has ${opts.nodes * gpusPerNode} GPUs, but --ranks is ${p}`);
+      throw new TopologyError(`${preset} with ${nodesFrom} has ${opts.nodes * gpusPerNode} GPUs, but --ranks is ${p}`);
     }
     return { p, nodes: opts.nodes };
   }
@@ -824,7 +824,12 @@ function makeTopologyBase(name: string, opts: TopologyOptions): Topology {
       const pre = TORUS_PRESETS[name];
       if (pre) return makeTorusTopology(name, pre, opts);
       if (opts.torus !== undefined) throw new TopologyError('--torus applies to the TPU presets (tpu-v4, tpu-v5p, tpu-v5e, tpu-v6e)');
-      if (name.endsWith('.json') || name.includes('/')) return loadTopologyFile(name, opts);
+      if (name.endsWith('.json') || name.includes('/')) {
+        if (opts.linkBw !== undefined || opts.linkLatency !== undefined) {
+          throw new TopologyError(`--link-bw / --link-latency apply to the flat topology; ${name} gives its links' bandwidth and latency itself`);
+        }
+        return loadTopologyFile(name, opts);
+      }
       throw new TopologyError(`unknown topology '${name}' (presets: ${TOPOLOGY_PRESETS.join(', ')}, or a .json file)`);
     }
   }
@@ -868,7 +873,9 @@ export function topologyFromJson(j: unknown, where = 'topology', opts: TopologyO
   const o = j as Record<string, unknown>;
   const known = new Set(['name', 'gpu', 'gpusPerNode', 'nodes', 'links', 'intraNode', 'interNode', 'reduceBandwidth_GBps', 'memoryCapacity_GB', 'ingress', 'sharedLevels', 'comment']);
   for (const k of Object.keys(o)) if (!known.has(k)) bad(`unknown key '${k}' (known: ${[...known].join(', ')})`);
-  const gpu = o.gpu === undefined ? 'h100' : typeof o.gpu === 'string' ? o.gpu : bad('"gpu" must be a string');
+  if (o.name !== undefined && typeof o.name !== 'string') bad('"name" must be a string');
+  // --gpu (TopologyOptions.gpu) overrides the file's GPU, as it does a preset's
+  const gpu = opts.gpu ?? (o.gpu === undefined ? 'h100' : typeof o.gpu === 'string' ? o.gpu : bad('"gpu" must be a string'));
   let hw: HardwareProfile;
   try { hw = hardwareProfile(gpu); } catch (e) { return bad((e as Error).message); }
   const gpn = o.gpusPerNode;
@@ -883,7 +890,7 @@ export function topologyFromJson(j: unknown, where = 'topology', opts: TopologyO
     for (const k of Object.keys(l)) if (!['latency_us', 'bandwidth_GBps', 'kind', 'efficiency'].includes(k)) bad(`link '${lname}': unknown key '${k}'`);
     const lat = l.latency_us, bw = l.bandwidth_GBps;
     if (typeof lat !== 'number' || !(lat >= 0) || !Number.isFinite(lat)) bad(`link '${lname}': latency_us must be a number >= 0`);
-    if (typeof bw !== 'number' || !(bw > 0) || !Number.isFinite(bw)) bad(`link '${lname}': bandwidth_GBps must be a number > 0`);
+    if (typeof bw !== 'number' || !(bw > 0) || !Number.isFinite(bw * 1e9)) bad(`link '${lname}': bandwidth_GBps must be a finite number > 0`);
     if (l.kind !== undefined && l.kind !== 'nvlink' && l.kind !== 'net' && l.kind !== 'ici') bad(`link '${lname}': kind must be "nvlink", "net" or "ici"`);
     if (l.efficiency !== undefined && (typeof l.efficiency !== 'number' || !(l.efficiency > 0 && l.efficiency <= 1))) bad(`link '${lname}': efficiency must be a number in (0, 1]`);
     index.set(lname, links.length);
@@ -915,7 +922,8 @@ export function topologyFromJson(j: unknown, where = 'topology', opts: TopologyO
     cap = (o.memoryCapacity_GB as number) * 1e9;
   }
   const name = typeof o.name === 'string' ? o.name : where;
-  const { p } = resolveRanksNodes({ ranks: opts.ranks, nodes: opts.nodes ?? (o.nodes as number | undefined) }, gpn as number, name);
+  const nodesFrom = opts.nodes !== undefined ? `--nodes ${opts.nodes}` : `"nodes": ${o.nodes as number} x "gpusPerNode": ${gpn as number}`;
+  const { p } = resolveRanksNodes({ ranks: opts.ranks, nodes: opts.nodes ?? (o.nodes as number | undefined) }, gpn as number, name, nodesFrom);
   const { gamma, delta } = localCosts(hw, reduceBw);
   if (o.ingress !== undefined && typeof o.ingress !== 'boolean') bad('"ingress" must be true or false');
   const ingress = opts.ingress ?? (o.ingress as boolean | undefined);

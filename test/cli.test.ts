@@ -131,6 +131,25 @@ describe('bad input: one-line error, exit code 2', () => {
   const dir = mkdtempSync(join(tmpdir(), 'collemu-'));
   const badJson = join(dir, 'bad.json');
   writeFileSync(badJson, '{ "gpusPerNode": 8, "links": { "nv": { "latency_us": 1 } } ');
+  const goodTopo = join(dir, 'good.json');
+  writeFileSync(goodTopo, JSON.stringify({ name: 'c4x2', gpusPerNode: 4, nodes: 2, links: { nv: { latency_us: 1, bandwidth_GBps: 450 }, ib: { latency_us: 5, bandwidth_GBps: 50 } }, intraNode: 'nv', interNode: 'ib' }));
+  const namedTopo = join(dir, 'name5.json');
+  writeFileSync(namedTopo, JSON.stringify({ name: 5, gpusPerNode: 4, links: { nv: { latency_us: 1, bandwidth_GBps: 450 } } }));
+  // user algorithms (--algo-file) that go wrong in each of their hooks
+  const algo = (name: string, body: string, cost = 'cost() { return 0; }'): string => {
+    const f = join(dir, `${name}.mjs`);
+    writeFileSync(f, `export default { coll: 'allgather', name: '${name}', summary: 'x', formula: 'x', ${cost}, ${body} };\n`);
+    return f;
+  };
+  const ring = `build(spec) { const { p, count: c, inPlace } = spec; return Array.from({ length: p }, (_, r) => [
+    ...(inPlace ? [] : [{ k: 'copy', src: { buf: 'in', off: 0, len: c }, dst: { buf: 'out', off: r * c, len: c } }]),
+    ...Array.from({ length: p - 1 }, (_, s) => [
+      { k: 'send', peer: (r + 1) % p, src: { buf: 'out', off: ((r - s + p) % p) * c, len: c } },
+      { k: 'recv', peer: (r - 1 + p) % p, dst: { buf: 'out', off: ((r - s - 1 + p) % p) * c, len: c }, OP }]).flat()]); }`;
+  const throws = algo('throws', "build() { throw new Error('boom in build'); }");
+  const fewProgs = algo('fewprogs', 'build() { return [[]]; }');
+  const badTmp = algo('badtmp', 'tmpElems() { return NaN; }, build(spec) { return Array.from({ length: spec.p }, () => []); }');
+  const badOp = algo('badop', ring.replace('OP', "op: 'xor'"));
   const badTopo = join(dir, 'bad2.json');
   writeFileSync(badTopo, JSON.stringify({ gpusPerNode: 4, links: { nv: { latency_us: 1, bandwidth_GBps: -3 } } }));
   const cases: [string, string[], RegExp][] = [
@@ -139,7 +158,7 @@ describe('bad input: one-line error, exit code 2', () => {
     ['negative size', ['bench', 'allreduce', '-b', '-5'], /error/i],
     ['min > max', ['bench', 'allreduce', '-b', '1M', '-e', '1K'], /--min-bytes \(1048576\) is larger than --max-bytes \(1024\)/],
     ['malformed topology JSON', ['bench', 'allreduce', '--topology', badJson], /not valid JSON/],
-    ['invalid topology values', ['bench', 'allreduce', '--topology', badTopo], /bandwidth_GBps must be a number > 0/],
+    ['invalid topology values', ['bench', 'allreduce', '--topology', badTopo], /bandwidth_GBps must be a finite number > 0/],
     ['missing topology file', ['bench', 'allreduce', '--topology', join(dir, 'none.json')], /cannot read topology file/],
     ['unknown collective', ['bench', 'allfoo'], /unknown collective 'allfoo'/],
     ['unknown op', ['bench', 'allreduce', '--op', 'xor', '--topology', 'flat', '--ranks', '2'], /unknown --op 'xor'/],
@@ -157,6 +176,20 @@ describe('bad input: one-line error, exit code 2', () => {
     ['--trace onto a directory', ['simulate', 'allreduce', '-e', '1K', '--trace', dir], /--trace .*: is a directory/],
     ['--csv-out into a missing directory', ['pipeline', '--schedule', '1f1b', '--stages', '4', '--microbatches', '8', '--csv-out', join(dir, 'no', 's.csv')], /--csv-out .*s\.csv: directory .* does not exist/],
     ['scenario --json into a missing directory', ['scenario', 'list', '--json', join(dir, 'no', 'l.json')], /--json .*l\.json: directory .* does not exist/],
+    ['--trace to stdout', ['bench', 'allreduce', '-e', '1K', '--trace', '-'], /--trace needs a file name \('-', stdout, is for --json only\)/],
+    ['--json and --trace into one file', ['bench', 'allreduce', '-e', '1K', '--trace', join(dir, 't.json'), '--json', join(dir, 't.json')], /--json and --trace name the same file/],
+    ['--link-bw with a JSON topology', ['bench', 'allreduce', '--topology', goodTopo, '--link-bw', '3'], /--link-bw \/ --link-latency apply to the flat topology; .*good\.json gives its links/],
+    ['a JSON topology whose name is not a string', ['bench', 'allreduce', '--topology', namedTopo], /"name" must be a string/],
+    ['--ranks that contradict the file\'s nodes', ['bench', 'allreduce', '--topology', goodTopo, '--ranks', '6'], /c4x2 with "nodes": 2 x "gpusPerNode": 4 has 8 GPUs, but --ranks is 6/],
+    ['a size beyond the device memory', ['simulate', 'allreduce', '--ranks', '2', '--topology', 'flat', '-b', '1T', '-e', '1T'], /rank 0: out of device memory allocating the 'in' and 'out' buffers of a 1099511627776 B allreduce: requested 2199\.02 GB \(2199023255552 B\), free 80\.00 GB/],
+    ['more ranks than the emulator runs', ['bench', 'allreduce', '--topology', 'flat', '--ranks', '100000', '-e', '1K'], /100000 ranks is more than the emulator .*at most 512/],
+    ['more ranks than the simulator runs', ['simulate', 'allreduce', '--topology', 'flat', '--ranks', '2000000', '-e', '1K'], /2000000 ranks is more than the one-thread simulator runs \(at most 1048576\)/],
+    ['a scale-down that leaves nothing', ['bench', 'allreduce', '--ranks', '3', '--topology', 'flat', '-b', '1K', '-e', '4K', '--scale-down', '1e9'], /--scale-down 1000000000 leaves nothing of the 1024 B size/],
+    ['a user build() that throws', ['simulate', 'allgather', '--algo-file', throws, '--ranks', '4', '--topology', 'flat', '-e', '1K'], /algorithm 'throws' \(--algo-file\): build\(\) threw Error: boom in build/],
+    ['a user build() with too few programs', ['bench', 'allgather', '--algo-file', fewProgs, '--ranks', '4', '--topology', 'flat', '-e', '1K'], /build\(\) must return one program \(an array of ops\) per rank, 4 in all; got 1 entries/],
+    ['a user tmpElems() that is not a count', ['bench', 'allgather', '--algo-file', badTmp, '--ranks', '4', '--topology', 'flat', '-e', '1K'], /tmpElems\(\) must return .* an integer >= 0 \(got NaN\)/],
+    ['an unknown reduction op in a user program (emulator)', ['bench', 'allgather', '--algo-file', badOp, '--ranks', '3', '--topology', 'flat', '-e', '1K'], /rank 0 op 2: unknown reduction op "xor"/],
+    ['an unknown reduction op in a user program (simulator)', ['simulate', 'allgather', '--algo-file', badOp, '--ranks', '3', '--topology', 'flat', '-e', '1K'], /rank 0 op 2: unknown reduction op "xor"/],
   ];
   for (const [name, args, re] of cases) {
     it(name, () => {
@@ -166,10 +199,50 @@ describe('bad input: one-line error, exit code 2', () => {
       expect(r.err.trim().split('\n').length).toBeLessThanOrEqual(2);
       expect(r.err).not.toMatch(/\n\s+at /); // no stack trace
       // found before anything runs: no partial table on stdout (running out of device memory is
-      // a run-time error of the emulated GPU, after the header, as on a real one)
-      if (name !== 'out of memory') expect(r.out).toBe('');
+      // a run-time error of the emulated GPU, after the header, as on a real one; a user
+      // algorithm's programs are built and checked size by size, after the header)
+      if (name !== 'out of memory' && !args.includes('--algo-file')) expect(r.out).toBe('');
     });
   }
+
+  it('a deadlock found by the simulator is reported like the emulator\'s: each rank\'s pending op, exit 1, no stack', () => {
+    // every rank receives before it sends
+    const f = algo('recvfirst', `build(spec) { const { p, count: c } = spec; return Array.from({ length: p }, (_, r) => [
+      { k: 'recv', peer: (r - 1 + p) % p, dst: { buf: 'out', off: 0, len: c } },
+      { k: 'send', peer: (r + 1) % p, src: { buf: 'out', off: 0, len: c } }]); }`);
+    for (const ex of ['simulate', 'bench']) {
+      const r = run([ex, 'allgather', '--algo-file', f, '--ranks', '3', '--topology', 'flat', '-e', '1K', ...(ex === 'bench' ? ['-n', '1', '-w', '0'] : [])]);
+      expect(r.code, ex).toBe(1);
+      expect(r.err, ex).toMatch(/^collemu: deadlock: every unfinished rank is blocked/);
+      expect(r.err, ex).toMatch(/rank 2 at op 0 \(recv .*from rank 1\): waits for (a )?message (#0 )?from rank 1/);
+      expect(r.err, ex).not.toMatch(/\n\s+at /);
+    }
+  });
+
+  it('--gpu overrides a JSON topology\'s GPU, as it does a preset\'s', () => {
+    const r = run(['topology', '--topology', goodTopo, '--gpu', 'a100']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/c4x2: 8 ranks, 2 node\(s\) x 4 GPU\(s\); .*A100 SXM 80GB/);
+  });
+
+  it('a user algorithm\'s cost() is printed against the virtual time of every size', () => {
+    const ok = algo('ringcost', ring.replace(', OP', ''), 'cost(spec, topo) { const l = topo.slowestLink(); return spec.count * 4 * topo.delta + (spec.p - 1) * (l.alpha + spec.count * 4 / l.bw); }');
+    const r = run(['simulate', 'allgather', '--algo-file', ok, '--ranks', '4', '--topology', 'flat', '-b', '1K', '-e', '16K', '-f', '4']);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/# ringcost: cost\(\) against the virtual time, out-of-place \(us\)/);
+    const lines = r.out.split('\n').filter((l) => /^#\s+\d+ B: cost/.test(l));
+    expect(lines).toHaveLength(3);
+    for (const l of lines) expect(l).toMatch(/\(0\.00%\)$/);
+    // a formula that is off shows by how much; one that throws says so
+    const off = algo('offcost', ring.replace(', OP', ''), 'cost() { return 1e-3; }');
+    const r2 = run(['simulate', 'allgather', '--algo-file', off, '--ranks', '4', '--topology', 'flat', '-b', '1K', '-e', '1K']);
+    expect(r2.out).toMatch(/#\s+1024 B: cost\s+1000\.00, virtual\s+[\d.]+ \(\+\d+\.\d\d%\)/);
+    const bad = algo('throwcost', ring.replace(', OP', ''), "cost() { throw new Error('no formula'); }");
+    const r3 = run(['simulate', 'allgather', '--algo-file', bad, '--ranks', '4', '--topology', 'flat', '-b', '1K', '-e', '1K']);
+    expect(r3.code).toBe(0);
+    expect(r3.out).toMatch(/#\s+1024 B: cost\(\) threw Error: no formula/);
+  });
 
   it('a write that fails after the run (the check cannot see it) is a one-line error too', () => {
     // /proc/<new file> passes the directory check as root or not, and cannot be created

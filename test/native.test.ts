@@ -179,6 +179,25 @@ describe('element-wise reductions read their output region itself or a disjoint 
   });
 });
 
+describe('validatePrograms rejects what no executor can run', () => {
+  const sizes = { in: 8, out: 8, tmp: 0 };
+  const R = (off: number, len: number) => ({ buf: 'out' as const, off, len });
+  it('unknown reduction ops, non-finite costs and factors, and non-ops', () => {
+    const recvOp = (op: string): Program[] => [
+      [{ k: 'send', peer: 1, src: R(0, 4) }],
+      [{ k: 'recv', peer: 0, dst: R(0, 4), op: op as ReduceOp }],
+    ];
+    for (const op of REDUCE_OPS) validatePrograms(recvOp(op), sizes);
+    expect(() => validatePrograms(recvOp('xor'), sizes)).toThrow(/rank 1 op 0: unknown reduction op "xor" \(known: sum, prod, max, min, avg\)/);
+    expect(() => validatePrograms([[{ k: 'reduce', a: R(0, 2), b: R(2, 2), dst: R(0, 2), op: 'mean' as ReduceOp }]], sizes)).toThrow(/rank 0 op 0: unknown reduction op "mean"/);
+    expect(() => validatePrograms([[{ k: 'compute', flops: Infinity, bytes: 0 }]], sizes)).toThrow(/compute needs finite flops/);
+    expect(() => validatePrograms([[{ k: 'compute', flops: 0, bytes: NaN }]], sizes)).toThrow(/compute needs finite flops/);
+    validatePrograms([[{ k: 'compute', flops: 1e15, bytes: 1e12 }]], sizes);
+    expect(() => validatePrograms([[{ k: 'scale', dst: R(0, 4), factor: NaN }]], sizes)).toThrow(/scale factor must be a finite number/);
+    expect(() => validatePrograms([[null as unknown as Op]], sizes)).toThrow(IRError);
+  });
+});
+
 describe('padding receives (pad) write no data', () => {
   // rank 0 sends a padding message then a data message to rank 1
   const programs: Program[] = [

@@ -73,7 +73,9 @@ export function parseBytes(s: string, what = 'size'): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)i?[bB]?\s*$/.exec(s);
   if (!m) throw new UsageError(`${what} '${s}' is not a byte count (e.g. 1024, 64K, 16M, 1G)`);
   const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2]!.toLowerCase()]!;
-  const v = Math.floor(Number(m[1]) * mult);
+  const x = Number(m[1]) * mult;
+  if (!Number.isInteger(x)) throw new UsageError(`${what} '${s}' is not a whole number of bytes`);
+  const v = x;
   if (!Number.isSafeInteger(v)) throw new UsageError(`${what} '${s}' is too large`);
   return v;
 }
@@ -124,7 +126,7 @@ export function validateBench(o: BenchOptions, executor: 'emulate' | 'simulate' 
   if (!REDUCE_OPS.includes(o.op)) throw new UsageError(`unknown --op '${o.op}' (known: ${REDUCE_OPS.join(', ')})`);
   if (!Number.isInteger(o.iters) || o.iters < 1) throw new UsageError(`--iters must be an integer >= 1 (got ${o.iters})`);
   if (!Number.isInteger(o.warmup) || o.warmup < 0) throw new UsageError(`--warmup must be an integer >= 0 (got ${o.warmup})`);
-  if (!Number.isInteger(o.root) || o.root < 0 || o.root >= o.topo.p) throw new UsageError(`--root must be a rank in 0..${o.topo.p - 1} (got ${o.root})`);
+  if (isRooted(o.coll) && (!Number.isInteger(o.root) || o.root < 0 || o.root >= o.topo.p)) throw new UsageError(`--root must be a rank in 0..${o.topo.p - 1} (got ${o.root})`);
   if (!(o.pace >= 0) || !Number.isFinite(o.pace)) throw new UsageError(`--pace must be a dilation >= 0 (got ${o.pace})`);
   // before anything is printed or run: the rank count, the sizes (they fit the device memory and
   // survive the scale-down), and that the algorithm exists and can run every size of the sweep

@@ -165,6 +165,7 @@ describe('bad input: one-line error, exit code 2', () => {
     ['impossible ranks/nodes', ['bench', 'allreduce', '--topology', 'hgx-h100', '--nodes', '2', '--ranks', '12'], /has 16 GPUs, but --ranks is 12/],
     ['link-bw on a preset', ['bench', 'allreduce', '--topology', 'hgx-h100', '--link-bw', '100'], /apply to the flat topology/],
     ['bad root', ['bench', 'broadcast', '--ranks', '4', '--topology', 'flat', '--root', '9'], /--root must be a rank in 0\.\.3/],
+    ['a fraction of a byte', ['bench', 'allreduce', '-b', '1.5'], /--min-bytes '1\.5' is not a whole number of bytes/],
     ['out of memory', ['bench', 'allreduce', '--ranks', '2', '--topology', 'flat', '--mem-capacity', '1M', '-b', '1M', '-e', '1M'], /rank 0: out of device memory/],
     ['algo for another collective', ['bench', 'allgather', '--algo', 'rhd', '--topology', 'flat', '--ranks', '2'], /unknown allgather algorithm 'rhd'/],
     ['check not 0/1', ['bench', 'allreduce', '-c', '3'], /--check must be 0 or 1/],
@@ -242,6 +243,12 @@ describe('bad input: one-line error, exit code 2', () => {
     const r3 = run(['simulate', 'allgather', '--algo-file', bad, '--ranks', '4', '--topology', 'flat', '-b', '1K', '-e', '1K']);
     expect(r3.code).toBe(0);
     expect(r3.out).toMatch(/#\s+1024 B: cost\(\) threw Error: no formula/);
+  });
+
+  it('--root is checked only for the collectives that have one', () => {
+    const r = run(['simulate', 'allreduce', '--ranks', '2', '--topology', 'flat', '-e', '1K', '--root', '20']);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
   });
 
   it('a write that fails after the run (the check cannot see it) is a one-line error too', () => {

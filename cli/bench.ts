@@ -73,9 +73,8 @@ export function parseBytes(s: string, what = 'size'): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)i?[bB]?\s*$/.exec(s);
   if (!m) throw new UsageError(`${what} '${s}' is not a byte count (e.g. 1024, 64K, 16M, 1G)`);
   const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2]!.toLowerCase()]!;
-  const x = Number(m[1]) * mult;
-  if (!Number.isInteger(x)) throw new UsageError(`${what} '${s}' is not a whole number of bytes`);
-  const v = x;
+  const v = Number(m[1]) * mult;
+  if (!Number.isInteger(v)) throw new UsageError(`${what} '${s}' is not a whole number of bytes`);
   if (!Number.isSafeInteger(v)) throw new UsageError(`${what} '${s}' is too large`);
   return v;
 }

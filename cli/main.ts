@@ -7,6 +7,7 @@ import { ALGORITHMS, AlgorithmError } from '../collectives/registry.js';
 import { COLLECTIVES, type Algorithm, type Collective } from '../collectives/types.js';
 import { EmulatorDeadlock, RankFailure } from '../runtime/cluster.js';
 import { ContentionDeadlock } from '../runtime/contention.js';
+import { HardwareError } from '../runtime/hardware.js';
 import { IRError, type ReduceOp } from '../runtime/ir.js';
 import { DeadlockError } from '../runtime/simulate.js';
 import { OutOfMemoryError } from '../runtime/memory.js';
@@ -225,9 +226,9 @@ export async function main(argv: string[]): Promise<number> {
       return 2; // commander already printed the message
     }
     const err = e as Error;
-    const userErrors = [UsageError, TopologyError, AlgorithmError, IRError, OutOfMemoryError, MeshError, ConfigError, KernelError, ScheduleError, TrainConfigError, TrainOutOfMemory, PredictError];
+    const userErrors = [UsageError, TopologyError, HardwareError, AlgorithmError, IRError, OutOfMemoryError, MeshError, ConfigError, KernelError, ScheduleError, TrainConfigError, TrainOutOfMemory, PredictError];
     if (userErrors.some((c) => err instanceof c) || err.message.startsWith('emulation limit')) {
-      process.stderr.write(`collemu: error: ${err.message}\n`);
+      process.stderr.write(`collemu: error: ${err.message.replace(/\s*\n\s*/g, ' ')}\n`);
       return 2;
     }
     if (err instanceof RankFailure || err instanceof EmulatorDeadlock || err instanceof DeadlockError || err instanceof ContentionDeadlock) {

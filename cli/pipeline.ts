@@ -66,6 +66,9 @@ const fmt = (x: number, d = 4) => {
 const clean = (x: number) => Number(x.toPrecision(12));
 const ms = (s: number) => `${+(s * 1e3).toPrecision(6)} ms`;
 
+/** Largest schedule (pipeline ranks x microbatches x chunks per rank) the command builds. */
+export const PIPELINE_MAX_ACTIONS = 1_000_000;
+
 function loadSchedule(f: PipelineFlags): Schedule {
   if (f.schedule !== undefined && !(SCHEDULE_NAMES as readonly string[]).includes(f.schedule)) {
     throw new UsageError(`unknown schedule '${f.schedule}' (known: ${SCHEDULE_NAMES.join(', ')})`);
@@ -87,6 +90,10 @@ function loadSchedule(f: PipelineFlags): Schedule {
   if (f.schedule === undefined) throw new UsageError('give --schedule NAME (with --stages and --microbatches) or --from-csv FILE');
   if (f.stages === undefined) throw new UsageError(`--schedule ${f.schedule} needs --stages P (pipeline ranks)`);
   if (f.microbatches === undefined) throw new UsageError(`--schedule ${f.schedule} needs --microbatches M`);
+  const actions = f.stages * f.microbatches * (f.virtual ?? (f.schedule === 'zb-v' ? 2 : 1));
+  if (actions > PIPELINE_MAX_ACTIONS) {
+    throw new UsageError(`--stages ${f.stages} x --microbatches ${f.microbatches}${f.virtual ? ` x --virtual ${f.virtual}` : ''} is ${actions} forward passes to schedule: more than the ${PIPELINE_MAX_ACTIONS} collemu draws and times`);
+  }
   return makeSchedule(f.schedule, f.stages, f.microbatches, f.virtual);
 }
 

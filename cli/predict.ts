@@ -300,9 +300,10 @@ export function registerPredictCommands(program: Command): void {
           console.log('');
         }
         for (const l of r.explanation) console.log(l);
-        if (!r.layouts.length) process.exitCode = 1;
       }
       if (f.json) emitJson(f.json, r.layouts);
+      // no layout fits: exit 1 whether the answer went to the table or to --json (an empty array)
+      if (!r.layouts.length) process.exitCode = 1;
     });
 }
 

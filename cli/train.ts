@@ -124,7 +124,13 @@ export function registerTrain(program: Command): void {
     .option('--no-overlap', 'run communication on the compute stream (no overlap)')
     .option('--trace <FILE>', 'write every executed op as Chrome trace JSON (or .msgpack): open in Perfetto')
     .option('--json <FILE|->', 'write the result as JSON to FILE, or to stdout with -')
-    .action(async (f: Record<string, unknown>) => {
+    .action(async (f: Record<string, unknown>, cmd: Command) => {
+      if (f.fromCsv) {
+        // the CSV fixes the schedule, its microbatches and its stages per rank
+        for (const [key, flag] of [['schedule', '--schedule'], ['microbatches', '--microbatches'], ['virtual', '--virtual']] as const) {
+          if (cmd.getOptionValueSource(key) === 'cli') throw new UsageError(`${flag} conflicts with --from-csv: the CSV gives the schedule, its microbatches and its stages`);
+        }
+      }
       const kind = f.optimizer as string;
       if (kind !== 'sgd' && kind !== 'adam') throw new UsageError(`--optimizer must be sgd or adam (got ${kind})`);
       const lr = (f.lr as number | undefined) ?? (kind === 'sgd' ? 1.0 : 0.01);
@@ -138,7 +144,7 @@ export function registerTrain(program: Command): void {
       }
       const r = await runTraining({
         model: f.model as string, mesh: f.mesh as string, zero: f.zero as number, sequenceParallel: !!f.sequenceParallel,
-        cpMode: f.cpMode as 'ring' | 'ulysses', schedule: f.schedule as string, scheduleCsv: csv, virtual: f.virtual as number | undefined,
+        cpMode: f.cpMode as 'ring' | 'ulysses', schedule: f.schedule as string, scheduleCsv: csv, scheduleCsvName: f.fromCsv as string | undefined, virtual: f.virtual as number | undefined,
         microbatches: f.microbatches as number | undefined, batch: f.batch as number | undefined, steps: f.steps as number, seed: f.seed as number,
         optimizer, overlap: f.overlap as boolean, memCapacity: f.memCapacity as number | undefined, executor: ex, topology: f.topology as string,
         trace: !!f.trace,

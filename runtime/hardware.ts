@@ -104,9 +104,17 @@ export const HARDWARE: Record<string, HardwareProfile> = {
   },
 };
 
+/** An unknown hardware profile name: bad input (the CLI's one-line error, exit 2). */
+export class HardwareError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'HardwareError';
+  }
+}
+
 export function hardwareProfile(name: string): HardwareProfile {
   const hw = HARDWARE[name.toLowerCase()];
-  if (!hw) throw new Error(`unknown GPU '${name}' (known: ${Object.keys(HARDWARE).join(', ')})`);
+  if (!hw) throw new HardwareError(`unknown GPU '${name}' (known: ${Object.keys(HARDWARE).join(', ')})`);
   return hw;
 }
 

@@ -150,6 +150,12 @@ describe('bad input: one-line error, exit code 2', () => {
   const fewProgs = algo('fewprogs', 'build() { return [[]]; }');
   const badTmp = algo('badtmp', 'tmpElems() { return NaN; }, build(spec) { return Array.from({ length: spec.p }, () => []); }');
   const badOp = algo('badop', ring.replace('OP', "op: 'xor'"));
+  const hugeModel = join(dir, 'huge-model.json');
+  writeFileSync(hugeModel, JSON.stringify({ layers: 1e300, hidden: 1024, ffn: 4096, heads: 16, kv_heads: 4, vocab: 32000, activation: 'swiglu' }));
+  const textModel = join(dir, 'text-model.json');
+  writeFileSync(textModel, 'hello\n');
+  const csv2 = join(dir, 'two-ranks.csv');
+  writeFileSync(csv2, '0F0,0F1,0B0,0B1\n1F0,1B0,1F1,1B1\n');
   const badTopo = join(dir, 'bad2.json');
   writeFileSync(badTopo, JSON.stringify({ gpusPerNode: 4, links: { nv: { latency_us: 1, bandwidth_GBps: -3 } } }));
   const cases: [string, string[], RegExp][] = [
@@ -166,6 +172,16 @@ describe('bad input: one-line error, exit code 2', () => {
     ['link-bw on a preset', ['bench', 'allreduce', '--topology', 'hgx-h100', '--link-bw', '100'], /apply to the flat topology/],
     ['bad root', ['bench', 'broadcast', '--ranks', '4', '--topology', 'flat', '--root', '9'], /--root must be a rank in 0\.\.3/],
     ['a fraction of a byte', ['bench', 'allreduce', '-b', '1.5'], /--min-bytes '1\.5' is not a whole number of bytes/],
+    ['an unknown --gpu', ['topology', '--topology', 'hgx-h100', '--gpu', 'foo'], /unknown GPU 'foo' \(known: a100, h100/],
+    ['--grad-bytes other than 2 or 4', ['predict', '--model', 'llama3-8b', '--gpu', 'h100', '--gpus', '64', '--tp', '8', '--dp', '8', '--seq', '4096', '--global-batch', '64', '--grad-bytes', '-1'], /--grad-bytes must be 2 \(bf16 gradients\) or 4/],
+    ['plan with --grad-bytes 3', ['plan', '--model', 'llama3-8b', '--gpu', 'h100', '--gpus', '8', '--seq', '4096', '--global-batch', '8', '--grad-bytes', '3'], /--grad-bytes must be 2/],
+    ['a model beyond the modeled sizes', ['plan', '--model', hugeModel, '--gpu', 'h100', '--gpus', '8', '--seq', '2048', '--global-batch', '8'], /layers 1e\+300 is beyond what collemu models \(at most 100000\)/],
+    ['a model file that is not JSON, on one line', ['predict', '--model', textModel, '--gpu', 'h100', '--gpus', '8', '--seq', '1024', '--global-batch', '8'], /^collemu: error: model file .*text-model\.json is not valid JSON: [^\n]*\n$/],
+    ['a pipeline too large to schedule', ['pipeline', '--schedule', '1f1b', '--stages', '100000', '--microbatches', '100000'], /is 10000000000 forward passes to schedule: more than the 1000000/],
+    ['train --microbatches against --from-csv', ['train', '--mesh', 'pp=2', '--from-csv', csv2, '--microbatches', '4', '--steps', '1'], /--microbatches conflicts with --from-csv/],
+    ['train --schedule against --from-csv', ['train', '--mesh', 'pp=2', '--from-csv', csv2, '--schedule', 'gpipe', '--steps', '1'], /--schedule conflicts with --from-csv/],
+    ['a training that diverges', ['train', '--lr', '1e30', '--steps', '3'], /training diverged: the loss is NaN at step \d+, as in the serial reference; lower --lr/],
+    ['a train topology that cannot hold the mesh', ['train', '--mesh', 'dp=2', '--topology', 'tpu-v4', '--steps', '1'], /--topology tpu-v4 cannot hold the mesh dp=2 \(2 ranks\): .*the mesh's 2 ranks must be 64 or a cube k\^3 <= 64 \(a k x k x k slice\)$/m],
     ['out of memory', ['bench', 'allreduce', '--ranks', '2', '--topology', 'flat', '--mem-capacity', '1M', '-b', '1M', '-e', '1M'], /rank 0: out of device memory/],
     ['algo for another collective', ['bench', 'allgather', '--algo', 'rhd', '--topology', 'flat', '--ranks', '2'], /unknown allgather algorithm 'rhd'/],
     ['check not 0/1', ['bench', 'allreduce', '-c', '3'], /--check must be 0 or 1/],
@@ -202,7 +218,7 @@ describe('bad input: one-line error, exit code 2', () => {
       // found before anything runs: no partial table on stdout (running out of device memory is
       // a run-time error of the emulated GPU, after the header, as on a real one; a user
       // algorithm's programs are built and checked size by size, after the header)
-      if (name !== 'out of memory' && !args.includes('--algo-file')) expect(r.out).toBe('');
+      if (name !== 'out of memory' && !args.includes('--algo-file') && !['a training that diverges'].includes(name)) expect(r.out).toBe('');
     });
   }
 
@@ -243,6 +259,22 @@ describe('bad input: one-line error, exit code 2', () => {
     const r3 = run(['simulate', 'allgather', '--algo-file', bad, '--ranks', '4', '--topology', 'flat', '-b', '1K', '-e', '1K']);
     expect(r3.code).toBe(0);
     expect(r3.out).toMatch(/#\s+1024 B: cost\(\) threw Error: no formula/);
+  });
+
+  it('train --from-csv names the schedule after its file', () => {
+    const r = run(['train', '--mesh', 'pp=2', '--from-csv', csv2, '--steps', '1']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/schedule .*two-ranks\.csv \(2 stages, 2 microbatches\)/);
+  });
+
+  it('plan exits 1 when no layout fits, with the table or with --json -', () => {
+    const args = ['plan', '--model', 'llama3-405b', '--gpu', 'h100', '--gpus', '8', '--seq', '8192', '--global-batch', '8'];
+    const t = run(args);
+    expect(t.code).toBe(1);
+    expect(t.out).toMatch(/no layout/);
+    const j = run([...args, '--json', '-']);
+    expect(j.code).toBe(1);
+    expect(JSON.parse(j.out)).toEqual([]);
   });
 
   it('--root is checked only for the collectives that have one', () => {

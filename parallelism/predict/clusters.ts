@@ -129,7 +129,8 @@ const wrapTopo = <T>(f: () => T): T => {
   try {
     return f();
   } catch (e) {
-    if (e instanceof TopologyError) throw new PredictError(e.message);
+    // the topology's own messages name --ranks: here the rank count is --gpus
+    if (e instanceof TopologyError) throw new PredictError(e.message.replace(/--ranks\b/g, '--gpus'));
     throw e;
   }
 };

@@ -70,10 +70,24 @@ export const MODEL_PRESETS: Record<string, ModelSpec> = {
 
 const posInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 1;
 
+/**
+ * Upper bounds on a model's dimensions: far beyond any model built (405B: 126 layers, hidden
+ * 16,384, ffn 53,248, vocab 128,256), low enough that every figure the model derives stays finite
+ * and the planner's searches (over pp up to the layer count) stay short.
+ */
+export const MODEL_LIMITS = { layers: 100_000, hidden: 1 << 20, ffn: 1 << 23, heads: 1 << 16, kvHeads: 1 << 16, vocab: 1 << 24, experts: 1 << 16, topK: 1 << 16, expertFfn: 1 << 23 } as const;
+
 /** Check a model description; throws PredictError naming the first problem. */
 export function validateModel(m: ModelSpec, where = `model '${m.name}'`): ModelSpec {
   for (const k of ['layers', 'hidden', 'ffn', 'heads', 'kvHeads', 'vocab'] as const) {
     if (!posInt(m[k])) throw new PredictError(`${where}: ${k === 'kvHeads' ? 'kv_heads' : k} must be an integer >= 1 (got ${JSON.stringify(m[k])})`);
+  }
+  for (const k of ['layers', 'hidden', 'ffn', 'heads', 'kvHeads', 'vocab', 'experts', 'topK', 'expertFfn'] as const) {
+    const v = m[k];
+    if (typeof v === 'number' && v > MODEL_LIMITS[k]) {
+      const name = { kvHeads: 'kv_heads', topK: 'top_k', expertFfn: 'expert_ffn' }[k as string] ?? k;
+      throw new PredictError(`${where}: ${name} ${v} is beyond what collemu models (at most ${MODEL_LIMITS[k]})`);
+    }
   }
   if (m.activation !== 'gelu' && m.activation !== 'swiglu') throw new PredictError(`${where}: activation must be "gelu" or "swiglu" (got ${JSON.stringify(m.activation)})`);
   if (m.hidden % m.heads !== 0) throw new PredictError(`${where}: hidden ${m.hidden} is not divisible by heads ${m.heads}`);

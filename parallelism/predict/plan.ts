@@ -34,7 +34,7 @@ import { deviceFor } from './compute.js';
 import { PredictError } from './errors.js';
 import { stageMemory, usableBytes, type ActivationMemory } from './memory.js';
 import { isMoe, resolveModel, type ModelSpec } from './models.js';
-import { predictWith, resolveLayout, type AttentionImpl, type CpComm, type Prediction, type PredictInput, type Recompute } from './step.js';
+import { checkGradBytes, predictWith, resolveLayout, type AttentionImpl, type CpComm, type Prediction, type PredictInput, type Recompute } from './step.js';
 
 export interface PlanInput {
   model: string | ModelSpec;
@@ -89,6 +89,7 @@ export function plan(inp: PlanInput): PlanResult {
   if (!Number.isInteger(N) || N < 1) throw new PredictError(`--gpus must be an integer >= 1 (got ${N})`);
   if (!Number.isInteger(inp.seq) || inp.seq < 1) throw new PredictError(`--seq must be an integer >= 1 (got ${inp.seq})`);
   if (!Number.isInteger(inp.globalBatch) || inp.globalBatch < 1) throw new PredictError(`--global-batch must be an integer >= 1 (got ${inp.globalBatch})`);
+  checkGradBytes(inp.gradBytes);
   const top = inp.top ?? 5;
   if (!Number.isInteger(top) || top < 1) throw new PredictError(`--top must be an integer >= 1 (got ${top})`);
   const cluster = resolveCluster(inp.cluster, gpu, N);

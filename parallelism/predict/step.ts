@@ -253,9 +253,15 @@ const int = (v: unknown, what: string, min = 1): number => {
   return v;
 };
 
+/** --grad-bytes: 2 (bf16 gradients) or 4 (fp32 main gradients); throws PredictError otherwise. */
+export function checkGradBytes(v: number | undefined): void {
+  if (v !== undefined && v !== 2 && v !== 4) throw new PredictError(`--grad-bytes must be 2 (bf16 gradients) or 4 (fp32 main gradients) (got ${v})`);
+}
+
 /** Resolve defaults and check a layout against the model and GPU count; throws PredictError. */
 export function resolveLayout(model: ModelSpec, inp: PredictInput): Layout & { seq: number; globalBatch: number; m: number } {
   const gpus = int(inp.gpus, '--gpus');
+  checkGradBytes(inp.gradBytes);
   const tp = int(inp.tp ?? 1, '--tp'), cp = int(inp.cp ?? 1, '--cp'), pp = int(inp.pp ?? 1, '--pp');
   const ep = int(inp.ep ?? 1, '--ep'), vpp = int(inp.vpp === undefined || inp.vpp === 'auto' ? 1 : inp.vpp, '--vpp');
   const b = int(inp.microBatch ?? 1, '--micro-batch');
@@ -521,7 +527,7 @@ export function predictStep(inp: PredictInput): Prediction {
   const hw = cluster.topo.hw;
   const dev = deviceFor(cluster.gpu, hw.peakFlops.bf16, hw.hbmBandwidth);
   const autoV = lay.pp > 1 && (inp.vpp === undefined || inp.vpp === 'auto') && (inp.schedule === undefined || inp.schedule === 'interleaved');
-  if (!autoV) return predictWith(model, cluster, dev, lay, inp);
+  if (!autoV) return finite(predictWith(model, cluster, dev, lay, inp));
   const perRank = Math.ceil(model.layers / lay.pp);
   const cands: { v: number; schedule: string }[] = inp.schedule === 'interleaved' ? [] : [{ v: 1, schedule: '1f1b' }];
   for (let v = 2; v <= perRank; v++) if (perRank % v === 0) cands.push({ v, schedule: 'interleaved' });
@@ -543,7 +549,17 @@ export function predictStep(inp: PredictInput): Prediction {
   const chosen = resolveLayout(model, { ...inp, vpp: best.v, schedule: best.schedule });
   const res = predictWith(model, cluster, dev, chosen, inp);
   res.notes.unshift(`--vpp not given: chose ${best.schedule}${best.v > 1 ? ` with v = ${best.v}` : ''} (closed-form step times: ${tried.join(', ')})`);
-  return res;
+  return finite(res);
+}
+
+/** A prediction whose step time, throughput or memory is not a finite number is bad input, not an answer. */
+function finite(p: Prediction): Prediction {
+  for (const [k, v] of [['step time', p.step_time_s], ['MFU', p.mfu], ['memory', p.memory_gib_per_gpu]] as const) {
+    if (typeof v === 'number' && !Number.isFinite(v)) {
+      throw new PredictError(`the ${k} comes out as ${v}: the model, sequence or batch sizes are too large to model (a dimension, --seq or --global-batch)`);
+    }
+  }
+  return p;
 }
 
 /** The model proper, on resolved inputs (the planner calls this directly). */

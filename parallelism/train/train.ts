@@ -11,7 +11,7 @@ import { Cluster } from '../../runtime/cluster.js';
 import { validateKernelOps } from '../../runtime/compute.js';
 import { validatePrograms, type BufferSizes, type Program, type Region } from '../../runtime/ir.js';
 import { simulate } from '../../runtime/simulate.js';
-import { makeTopology, type Topology } from '../../runtime/topology.js';
+import { makeTopology, TopologyError, type Topology } from '../../runtime/topology.js';
 import { loadModelConfig, validateConfig, type ModelConfig } from '../model/config.js';
 import { initParams, makeBatch, type OptimizerConfig, type Params } from '../model/reference.js';
 import { DeviceMesh } from '../mesh.js';
@@ -30,6 +30,8 @@ export interface TrainOptions {
   /** schedule name, or a PyTorch pipelining CSV text via scheduleCsv */
   schedule?: string;
   scheduleCsv?: string;
+  /** where scheduleCsv came from (its name in messages and the layout), default 'csv' */
+  scheduleCsvName?: string;
   virtual?: number;
   microbatches?: number;
   /** global batch (sequences per step); default dp x microbatches x 2 */
@@ -104,6 +106,12 @@ export interface Compiled {
   topo: Topology;
 }
 
+/** The optimizer and learning rate of a compiled training, for messages. */
+function layoutLr(c: Compiled): string {
+  const o = c.layout.optimizer;
+  return `${o.kind}, lr ${o.lr}`;
+}
+
 /** Resolve options and compile every rank's program (no execution). */
 export function compileTraining(o: TrainOptions): Compiled {
   const cfg = typeof o.model === 'string' ? loadModelConfig(o.model) : validateConfig(o.model);
@@ -113,7 +121,7 @@ export function compileTraining(o: TrainOptions): Compiled {
   const M = o.microbatches ?? (pp > 1 ? 2 * pp : 1);
   let schedule: Schedule;
   if (o.scheduleCsv !== undefined) {
-    schedule = fromCsv(o.scheduleCsv, 'schedule csv');
+    schedule = fromCsv(o.scheduleCsv, o.scheduleCsvName ?? 'csv');
     if (schedule.ranks !== pp) throw new TrainConfigError(`the CSV schedule has ${schedule.ranks} ranks, but the mesh has pp=${pp}`);
   } else {
     schedule = makeSchedule(o.schedule ?? '1f1b', pp, M, o.virtual);
@@ -128,7 +136,16 @@ export function compileTraining(o: TrainOptions): Compiled {
   };
   if (layout.cpMode !== 'ring' && layout.cpMode !== 'ulysses') throw new TrainConfigError(`--cp-mode must be ring or ulysses (got ${layout.cpMode})`);
   validateLayout(layout);
-  const topo = makeTopology(o.topology ?? 'hgx-h100', { ranks: mesh.world, memCapacity: o.memCapacity });
+  let topo: Topology;
+  try {
+    topo = makeTopology(o.topology ?? 'hgx-h100', { ranks: mesh.world, memCapacity: o.memCapacity });
+  } catch (e) {
+    // the topology's messages speak of --ranks: here the rank count is the mesh's
+    if (e instanceof TopologyError) {
+      throw new TrainConfigError(`--topology ${o.topology ?? 'hgx-h100'} cannot hold the mesh ${o.mesh} (${mesh.world} ranks): ${e.message.replace(/--ranks (\d+)/g, 'the mesh\'s $1 ranks').replace(/--ranks/g, 'the mesh\'s rank count').replace(/; use --torus [^;]*$/, '')}`);
+    }
+    throw e;
+  }
   layout.capacity = topo.data.memCapacity;
   let ranks: CompiledRank[] = [];
   for (let r = 0; r < mesh.world; r++) ranks.push(compileRank(layout, r));
@@ -242,6 +259,14 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   let parity: TrainResult['parity'];
   let refLosses: number[] | undefined;
   if (o.parity !== false) ({ parity, refLosses } = checkParity(c, mems, losses, seed, batches));
+  // a loss that overflowed is the optimizer's divergence (the serial model's too), not a wrong
+  // parallel run: say so instead of comparing NaNs
+  const bad = losses.findIndex((x) => !Number.isFinite(x));
+  if (bad >= 0) {
+    const ref = refLosses?.[bad];
+    const both = ref !== undefined && !Number.isFinite(ref) ? ', as in the serial reference' : '';
+    throw new TrainConfigError(`training diverged: the loss is ${losses[bad]} at step ${bad}${both}; lower --lr (${layoutLr(c)})`);
+  }
   const comm: TrainResult['comm'] = {};
   const byGroup = new Map<string, TrainResult['comm_by_group'][number]>();
   for (const cr of c.ranks) {

@@ -167,6 +167,11 @@ const TPU_LIMITS: Record<string, { axes: number; maxAxis: number; maxChips: numb
 export function presetCluster(name: string, gpus: number, gpu?: string): Cluster {
   const key = name === 'llama3' ? 'llama3-h100' : name;
   if (!Number.isInteger(gpus) || gpus < 1) throw new PredictError(`--gpus must be an integer >= 1 (got ${gpus})`);
+  // a TPU slice is made of TPU chips, the GPU clusters of GPUs (the kind may change within each)
+  const tpuCluster = key.startsWith('tpu-');
+  if (gpu !== undefined && (CLUSTER_PRESETS as readonly string[]).concat('llama3-h100').includes(key) && tpuCluster !== gpu.startsWith('tpu-')) {
+    throw new PredictError(`cluster ${name} is made of ${tpuCluster ? 'TPU chips' : 'GPUs'}: --gpu ${gpu} cannot run on it`);
+  }
   switch (key) {
     case 'dgx-a100':
     case 'hgx-h100':

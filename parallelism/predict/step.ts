@@ -280,6 +280,7 @@ export function resolveLayout(model: ModelSpec, inp: PredictInput): Layout & { s
   if (model.ffn % tp !== 0) throw new PredictError(`${model.name}: ffn ${model.ffn} is not divisible by tp ${tp}`);
   if (cp > 1 && seq % (2 * cp) !== 0) throw new PredictError(`--seq ${seq} is not divisible by 2*cp = ${2 * cp} (causal context parallelism splits a sequence into 2 cp chunks)`);
   const sp = inp.sequenceParallel ?? false;
+  if (sp && tp === 1) throw new PredictError('--sequence-parallel needs --tp > 1 (it shards the tensor-parallel group\'s activations along the sequence)');
   if (sp && ((b * seq) / cp) % tp !== 0) throw new PredictError(`sequence parallelism needs micro-batch x seq / cp = ${(b * seq) / cp} divisible by tp ${tp}`);
   if (B % (dp * b) !== 0) throw new PredictError(`--global-batch ${B} is not divisible by dp x micro-batch = ${dp} x ${b} = ${dp * b}`);
   const m = B / (dp * b);

@@ -9,7 +9,7 @@
  * the p of formulas.md); interleaved places V model chunks (virtual stages) on each rank, zb-v two.
  * Prints an ASCII timeline (one row per rank, one cell per time slot), the measured bubble fraction
  * next to the closed form, and the peak number of microbatches in flight per rank. --json keys:
- * schedule, stages (p), microbatches, bubble_fraction, formula_bubble_fraction (null without a closed
+ * schedule, stages (p), model_chunks (the model's pieces: p, or p V), microbatches, bubble_fraction, formula_bubble_fraction (null without a closed
  * form), peak_inflight (per rank, in microbatches of the rank's share of the model).
  */
 import { readFileSync } from 'node:fs';
@@ -155,6 +155,7 @@ function runPipelineCommand(f: PipelineFlags): void {
   const result = {
     schedule: gen ?? s.name,
     stages: p,
+    model_chunks: s.stages,
     microbatches: m,
     bubble_fraction: clean(run.bubbleFraction),
     formula_bubble_fraction: formula === undefined ? null : clean(formula),
@@ -163,7 +164,7 @@ function runPipelineCommand(f: PipelineFlags): void {
   const toStdout = f.json === '-';
   if (!toStdout) {
     const out: string[] = [];
-    const multi = s.stages > s.ranks;
+    const multi = s.stages > s.ranks || s.stageToRank.some((r, st) => r !== st);
     const place = multi
       ? `${s.stages} stages, ${Number.isInteger(v) ? v : fmt(v, 2)} per rank (stage -> rank: ${s.stageToRank.map((r, st) => `${st}:${r}`).join(' ')})`
       : `${s.stages} stages, stage r on rank r`;

@@ -290,8 +290,8 @@ describe('collemu pipeline (CLI)', () => {
       const r = cli(['--schedule', sched, '--stages', '4', '--microbatches', '8', ...extra, '--json', '-']);
       expect(r.code).toBe(0);
       const j = JSON.parse(r.out) as Record<string, unknown>;
-      expect(Object.keys(j)).toEqual(['schedule', 'stages', 'microbatches', 'bubble_fraction', 'formula_bubble_fraction', 'peak_inflight']);
-      expect(j).toMatchObject({ schedule: sched, stages: 4, microbatches: 8, bubble_fraction: want, formula_bubble_fraction: want });
+      expect(Object.keys(j)).toEqual(['schedule', 'stages', 'model_chunks', 'microbatches', 'bubble_fraction', 'formula_bubble_fraction', 'peak_inflight']);
+      expect(j).toMatchObject({ schedule: sched, stages: 4, model_chunks: sched === 'interleaved' ? 8 : 4, microbatches: 8, bubble_fraction: want, formula_bubble_fraction: want });
       expect((j.peak_inflight as number[]).length).toBe(4);
     }
   });

@@ -681,7 +681,6 @@ function localCosts(hw: HardwareProfile, reduceBw: number | undefined): { gamma:
 
 /** Build a preset topology, or load a JSON file when `name` is not a preset. */
 export function makeTopology(name: string, opts: TopologyOptions = {}): Topology {
-  if (opts.memCapacity !== undefined && !(opts.memCapacity >= 1)) throw new TopologyError(`--mem-capacity must be at least 1 byte (got ${opts.memCapacity})`);
   if (opts.contention !== undefined && typeof opts.contention !== 'boolean') throw new TopologyError(`contention must be true or false (got ${JSON.stringify(opts.contention)})`);
   let t = makeTopologyBase(name, opts);
   if (opts.contention && !t.data.contention) {

@@ -128,7 +128,7 @@ export function predictionLines(p: Prediction): string[] {
   }
   if (p.collectives.length) {
     out.push('');
-    out.push('  collectives per step (critical rank): group, op, size per call, calls, algorithm, link classes, time per call, exposed');
+    out.push('  collectives per step (one rank; TP calls for an even share of the layers): group, op, size per call, calls, algorithm, link classes, time per call, exposed');
     for (const c of p.collectives) {
       out.push(`    ${c.group.padEnd(9)} ${c.op.padEnd(38)} ${fmtBytes(c.bytes).padStart(9)} x${String(c.calls).padEnd(6)} ${c.size} ranks stride ${c.stride}, ${c.algo}, ${c.links.join(' + ') || '-'}, ${(c.time_s * 1e3).toFixed(3)} ms, ${f3(c.exposed_s)} s exposed`);
     }

@@ -167,7 +167,8 @@ export interface CollectiveUse {
   op: string;
   /** nccl-tests size of one call, bytes */
   bytes: number;
-  /** calls per step on the critical rank */
+  /** calls per step on one rank (TP: a rank with an even share, m L / pp layer-microbatches; the
+   * breakdown's tp is the critical rank's and adds the output layer's TP traffic) */
   calls: number;
   /** algorithm autoSelect picked */
   algo: string;

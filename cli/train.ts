@@ -40,12 +40,15 @@ const fmtB = (b: number): string =>
   b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : b >= 2 ** 20 ? `${(b / 2 ** 20).toFixed(2)} MiB` : b >= 1024 ? `${(b / 1024).toFixed(1)} KiB` : `${b} B`;
 const fmtT = (s: number): string => (s >= 1 ? `${s.toFixed(3)} s` : s >= 1e-3 ? `${(s * 1e3).toFixed(3)} ms` : `${(s * 1e6).toFixed(2)} us`);
 
+/** `1 stage`, `2 stages` */
+const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
+
 export function formatTrain(r: TrainResult, opt: OptimizerConfig): string[] {
   const m = r.model;
   const L: string[] = [];
   L.push(`# collemu train: model ${m.layers} layers, hidden ${m.hidden}, ${m.heads} heads / ${m.kvHeads} kv, ffn ${m.ffn}, vocab ${m.vocab}, seq ${m.seq}${m.moe ? `, ${m.moe.experts} experts top-${m.moe.topk}` : ''}`);
   L.push(`# mesh ${r.mesh} (${r.world} ranks), zero ${r.layout.zero}${r.layout.sequence_parallel ? ', sequence parallel' : ''}, cp mode ${r.layout.cp_mode}, ` +
-    `schedule ${r.layout.schedule} (${r.layout.stages} stages, ${r.layout.microbatches} microbatches), global batch ${r.layout.batch} sequences, ` +
+    `schedule ${r.layout.schedule} (${plural(r.layout.stages, 'stage')}, ${plural(r.layout.microbatches, 'microbatch', 'microbatches')}), global batch ${r.layout.batch} sequences, ` +
     `${opt.kind} lr ${opt.lr}, executor ${r.executor}`);
   L.push('#');
   L.push('#  step        loss      serial');

@@ -43,6 +43,8 @@ export interface BenchOptions {
   simd?: boolean;
   /** scale-down factor k >= 1: run tensors / k on bandwidths / k (runtime/topology.ts scaleTopology) */
   scaleDown?: number;
+  /** called once the options are checked (validateBench), before anything runs */
+  onStart?: () => void;
   onRow?: (row: BenchRow) => void;
 }
 
@@ -137,6 +139,7 @@ export function validateBench(o: BenchOptions, executor: 'emulate' | 'simulate' 
       + `${executor === 'emulate' ? '; `collemu simulate` times up to ' + SIMULATOR_MAX_RANKS + ' ranks without data' : ''})`);
   }
   const k = o.scaleDown ?? 1;
+  if (!(k >= 1)) throw new UsageError(`--scale-down must be a number >= 1 (got ${k})`);
   const user = typeof o.algo !== 'string';
   for (const bytes of sweepSizes(o.minBytes, o.maxBytes, o.factor)) {
     const count = countForSize(o.coll, p, bytes);
@@ -174,7 +177,7 @@ type Exec = (spec: CollSpec, algo: Algorithm, programs: Program[], trace: boolea
 
 /** The size sweep shared by `bench` (emulator) and `simulate` (one-thread simulator). */
 async function runSweep(o: BenchOptions, exec: Exec, checked: boolean, topo: Topology): Promise<{ rows: BenchRow[]; events?: TraceEvent[] }> {
-  validateBench(o, checked ? 'emulate' : 'simulate');
+  // o was checked by validateBench (runBench, runSimulate)
   const p = o.topo.p;
   const k = o.scaleDown ?? 1;
   const sizes = sweepSizes(o.minBytes, o.maxBytes, o.factor);
@@ -219,6 +222,7 @@ async function runSweep(o: BenchOptions, exec: Exec, checked: boolean, topo: Top
 /** `collemu bench`: the worker-thread emulator with real data. */
 export async function runBench(o: BenchOptions, cluster?: Cluster): Promise<{ rows: BenchRow[]; events?: TraceEvent[] }> {
   validateBench(o, 'emulate'); // before the workers start
+  o.onStart?.();
   const topo = runTopology(o);
   const c = cluster ?? (await Cluster.start(topo, { simd: o.simd }));
   try {
@@ -233,6 +237,8 @@ export async function runBench(o: BenchOptions, cluster?: Cluster): Promise<{ ro
 
 /** `collemu simulate`: the one-thread discrete-event simulator, no data (host time = one run). */
 export async function runSimulate(o: BenchOptions): Promise<{ rows: BenchRow[]; events?: TraceEvent[] }> {
+  validateBench(o, 'simulate');
+  o.onStart?.();
   const topo = runTopology(o);
   return runSweep(o, async (_spec, _algo, programs, trace) => {
     const t0 = performance.now();

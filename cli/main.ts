@@ -13,7 +13,7 @@ import { DeadlockError } from '../runtime/simulate.js';
 import { OutOfMemoryError } from '../runtime/memory.js';
 import { makeTopology, TopologyError, TOPOLOGY_PRESETS, type TopologyOptions } from '../runtime/topology.js';
 import { writeTrace } from '../runtime/trace.js';
-import { footerLines, formatRow, formulaLines, headerLines, jsonRows, parseBytes, runBench, runSimulate, scaleLines, UsageError, validateBench } from './bench.js';
+import { footerLines, formatRow, formulaLines, headerLines, jsonRows, parseBytes, runBench, runSimulate, scaleLines, UsageError } from './bench.js';
 import { registerCalibrate } from './calibrate.js';
 import { checkOutputOptions, guardWrite, writeOutput } from './output.js';
 import { registerPipeline } from './pipeline.js';
@@ -146,12 +146,11 @@ export function buildProgram(): Command {
       pace: (f.pace as number | undefined) ?? 0, inPlace: f.inPlace as boolean, simd: f.simd as boolean | undefined, trace: !!f.trace,
       scaleDown: f.scaleDown as number,
     };
-    if (!(opts.scaleDown >= 1)) throw new UsageError(`--scale-down must be a number >= 1 (got ${opts.scaleDown})`);
-    validateBench(opts, name === 'bench' ? 'emulate' : 'simulate');
     const algoName = typeof algo === 'string' ? algo : `${algo.name} (${f.algoFile})`;
-    for (const l of headerLines(`collemu ${name} ${coll}`, opts, algoName, name === 'simulate')) out(l);
     const run = name === 'bench' ? runBench : runSimulate;
-    const { rows, events } = await run({ ...opts, onRow: (r) => out(formatRow(r)) });
+    // the header once the options are checked (a bad one prints nothing but its error)
+    const onStart = () => { for (const l of headerLines(`collemu ${name} ${coll}`, opts, algoName, name === 'simulate')) out(l); };
+    const { rows, events } = await run({ ...opts, onStart, onRow: (r) => out(formatRow(r)) });
     for (const l of footerLines(rows, opts.check)) out(l);
     if (typeof algo !== 'string') for (const l of formulaLines(algo, opts, rows)) out(l);
     for (const l of scaleLines(opts, rows)) out(l);

@@ -13,24 +13,21 @@ const OUTPUT_FLAGS: Record<string, string> = { json: '--json', trace: '--trace',
 /** Throws UsageError unless `file` can be written: its directory exists and is writable, and it is not a directory. */
 export function checkOutputFile(file: string, flag: string): void {
   if (file === '') throw new UsageError(`${flag} needs a file name`);
-  let isFile: boolean | undefined;
-  try {
-    isFile = !statSync(file).isDirectory();
-    if (!isFile) throw new UsageError(`${flag} ${file}: is a directory`);
-  } catch (e) {
-    if (e instanceof UsageError) throw e;
-    isFile = undefined; // does not exist (yet)
-  }
+  const kind = (f: string): 'dir' | 'file' | undefined => {
+    try {
+      return statSync(f).isDirectory() ? 'dir' : 'file';
+    } catch {
+      return undefined;
+    }
+  };
+  const k = kind(file);
+  if (k === 'dir') throw new UsageError(`${flag} ${file}: is a directory`);
   const dir = dirname(resolve(file));
-  if (isFile === undefined) {
-    let dirOk = false;
-    try { dirOk = statSync(dir).isDirectory(); } catch { /* missing */ }
-    if (!dirOk) throw new UsageError(`${flag} ${file}: directory ${dir} does not exist`);
-  }
+  if (k === undefined && kind(dir) !== 'dir') throw new UsageError(`${flag} ${file}: directory ${dir} does not exist`);
   try {
-    accessSync(isFile ? file : dir, constants.W_OK);
+    accessSync(k === 'file' ? file : dir, constants.W_OK);
   } catch {
-    throw new UsageError(`${flag} ${file}: ${isFile ? 'the file' : `directory ${dir}`} is not writable`);
+    throw new UsageError(`${flag} ${file}: ${k === 'file' ? 'the file' : `directory ${dir}`} is not writable`);
   }
 }
 

@@ -517,7 +517,15 @@ export interface TopologyOptions {
   contention?: boolean;
   /** hgx-h100 / dgx-a100: NICs per 8-GPU node, 1, 2, 4 or 8 (default 8: one per GPU, rail-optimized) */
   nicsPerNode?: number;
+  /**
+   * What error messages call the rank count (default '--ranks'; predict: '--gpus', train: its
+   * mesh). Only with '--ranks' do they suggest --torus, the option of the commands that have it.
+   */
+  ranksName?: string;
 }
+
+/** 'the rank count' of error messages (TopologyOptions.ranksName) */
+const ranksName = (opts: TopologyOptions): string => opts.ranksName ?? '--ranks';
 
 /** DGX SuperPOD scalable unit: 32 nodes of 8 GPUs under one set of leaf switches. */
 export const SCALABLE_UNIT_GPUS = 256;
@@ -618,7 +626,7 @@ function makeTorusTopology(name: string, pre: TorusPreset, opts: TopologyOptions
     if (dims.some((d) => d > pre.maxAxis) || n > pre.maxChips) {
       throw new TopologyError(`--torus ${opts.torus}: a ${name} slice has at most ${pre.maxChips} chips and ${pre.maxAxis} per axis`);
     }
-    if (opts.ranks !== undefined && opts.ranks !== n) throw new TopologyError(`--torus ${opts.torus} has ${n} chips, but --ranks is ${opts.ranks}`);
+    if (opts.ranks !== undefined && opts.ranks !== n) throw new TopologyError(`--torus ${opts.torus} has ${n} chips, but ${ranksName(opts)} is ${opts.ranks}`);
   } else if (opts.ranks === undefined || opts.ranks === defP) {
     dims = [...pre.dims];
   } else {
@@ -626,7 +634,8 @@ function makeTorusTopology(name: string, pre: TorusPreset, opts: TopologyOptions
     const k = Math.round(opts.ranks ** (1 / D));
     if (k ** D !== opts.ranks || opts.ranks > defP) {
       const sq = D === 3 ? 'a cube k^3' : 'a square k^2';
-      throw new TopologyError(`${name} is a ${pre.dims.join('x')} torus (${defP} chips): --ranks ${opts.ranks} must be ${defP} or ${sq} <= ${defP} (a ${D === 3 ? 'k x k x k' : 'k x k'} slice); use --torus AxB${D === 3 ? 'xC' : ''} for other shapes`);
+      const hint = opts.ranksName === undefined ? `; use --torus AxB${D === 3 ? 'xC' : ''} for other shapes` : '';
+      throw new TopologyError(`${name} is a ${pre.dims.join('x')} torus (${defP} chips): ${ranksName(opts)} ${opts.ranks} must be ${defP} or ${sq} <= ${defP} (a ${D === 3 ? 'k x k x k' : 'k x k'} slice)${hint}`);
     }
     dims = new Array<number>(D).fill(k);
   }
@@ -661,13 +670,13 @@ function resolveRanksNodes(opts: TopologyOptions, gpusPerNode: number, preset: s
   if (opts.nodes !== undefined) {
     const p = opts.ranks ?? opts.nodes * gpusPerNode;
     if (p !== opts.nodes * gpusPerNode) {
-      throw new TopologyError(`${preset} with ${nodesFrom} has ${opts.nodes * gpusPerNode} GPUs, but --ranks is ${p}`);
+      throw new TopologyError(`${preset} with ${nodesFrom} has ${opts.nodes * gpusPerNode} GPUs, but ${ranksName(opts)} is ${p}`);
     }
     return { p, nodes: opts.nodes };
   }
   const p = opts.ranks ?? gpusPerNode;
   if (p > gpusPerNode && p % gpusPerNode !== 0) {
-    throw new TopologyError(`${preset} has ${gpusPerNode} GPUs per node: --ranks ${p} must be <= ${gpusPerNode} or a multiple of it`);
+    throw new TopologyError(`${preset} has ${gpusPerNode} GPUs per node: ${ranksName(opts)} ${p} must be <= ${gpusPerNode} or a multiple of it`);
   }
   return { p, nodes: Math.ceil(p / gpusPerNode) };
 }
@@ -923,7 +932,7 @@ export function topologyFromJson(j: unknown, where = 'topology', opts: TopologyO
   }
   const name = typeof o.name === 'string' ? o.name : where;
   const nodesFrom = opts.nodes !== undefined ? `--nodes ${opts.nodes}` : `"nodes": ${o.nodes as number} x "gpusPerNode": ${gpn as number}`;
-  const { p } = resolveRanksNodes({ ranks: opts.ranks, nodes: opts.nodes ?? (o.nodes as number | undefined) }, gpn as number, name, nodesFrom);
+  const { p } = resolveRanksNodes({ ranks: opts.ranks, nodes: opts.nodes ?? (o.nodes as number | undefined), ranksName: opts.ranksName }, gpn as number, name, nodesFrom);
   const { gamma, delta } = localCosts(hw, reduceBw);
   if (o.ingress !== undefined && typeof o.ingress !== 'boolean') bad('"ingress" must be true or false');
   const ingress = opts.ingress ?? (o.ingress as boolean | undefined);

@@ -183,7 +183,7 @@ describe('bad input: one-line error, exit code 2', () => {
     ['train --microbatches against --from-csv', ['train', '--mesh', 'pp=2', '--from-csv', csv2, '--microbatches', '4', '--steps', '1'], /--microbatches conflicts with --from-csv/],
     ['train --schedule against --from-csv', ['train', '--mesh', 'pp=2', '--from-csv', csv2, '--schedule', 'gpipe', '--steps', '1'], /--schedule conflicts with --from-csv/],
     ['a training that diverges', ['train', '--lr', '1e30', '--steps', '3'], /training diverged: the loss is NaN at step \d+, as in the serial reference; lower --lr/],
-    ['a train topology that cannot hold the mesh', ['train', '--mesh', 'dp=2', '--topology', 'tpu-v4', '--steps', '1'], /--topology tpu-v4 cannot hold the mesh dp=2 \(2 ranks\): .*the mesh's 2 ranks must be 64 or a cube k\^3 <= 64 \(a k x k x k slice\)$/m],
+    ['a train topology that cannot hold the mesh', ['train', '--mesh', 'dp=2', '--topology', 'tpu-v4', '--steps', '1'], /--topology tpu-v4 cannot hold the mesh dp=2 \(2 ranks\): .*the mesh's rank count 2 must be 64 or a cube k\^3 <= 64 \(a k x k x k slice\)$/m],
     ['out of memory', ['bench', 'allreduce', '--ranks', '2', '--topology', 'flat', '--mem-capacity', '1M', '-b', '1M', '-e', '1M'], /rank 0: out of device memory/],
     ['algo for another collective', ['bench', 'allgather', '--algo', 'rhd', '--topology', 'flat', '--ranks', '2'], /unknown allgather algorithm 'rhd'/],
     ['check not 0/1', ['bench', 'allreduce', '-c', '3'], /--check must be 0 or 1/],

@@ -129,8 +129,7 @@ const wrapTopo = <T>(f: () => T): T => {
   try {
     return f();
   } catch (e) {
-    // the topology's own messages name --ranks: here the rank count is --gpus
-    if (e instanceof TopologyError) throw new PredictError(e.message.replace(/--ranks\b/g, '--gpus'));
+    if (e instanceof TopologyError) throw new PredictError(e.message);
     throw e;
   }
 };
@@ -177,14 +176,14 @@ export function presetCluster(name: string, gpus: number, gpu?: string): Cluster
     case 'hgx-h100':
     case 'hgx-h200': {
       const g = gpu ?? (key === 'dgx-a100' ? 'a100' : key === 'hgx-h100' ? 'h100' : 'h200');
-      const base = wrapTopo(() => makeTopology(key === 'dgx-a100' ? 'dgx-a100' : 'hgx-h100', { ranks: gpus, gpu: g }));
+      const base = wrapTopo(() => makeTopology(key === 'dgx-a100' ? 'dgx-a100' : 'hgx-h100', { ranks: gpus, gpu: g, ranksName: '--gpus' }));
       const topo = derate(base);
       const levels = levelsOfTwoLevel(topo, 8);
       return { name: key, gpu: g, gpus, levels, topo, torus: false, description: describeLevels(key, g, gpus, levels) };
     }
     case 'h100-1nic': {
       const g = gpu ?? 'h100';
-      const topo = derate(wrapTopo(() => makeTopology('hgx-h100', { ranks: gpus, gpu: g })), { 'ib-ndr400': 'nic-400g (1 per node)' });
+      const topo = derate(wrapTopo(() => makeTopology('hgx-h100', { ranks: gpus, gpu: g, ranksName: '--gpus' })), { 'ib-ndr400': 'nic-400g (1 per node)' });
       const [l0, l1] = levelsOfTwoLevel(topo, 8);
       const levels: ClusterLevel[] = [l0!, { ...l1!, oversub: 8 }];
       return { name: key, gpu: g, gpus, levels, topo, torus: false, description: describeLevels(key, g, gpus, levels) };
@@ -192,7 +191,7 @@ export function presetCluster(name: string, gpus: number, gpu?: string): Cluster
     case 'gb200-nvl72': {
       const g = gpu ?? 'b200';
       let base: Topology;
-      if (gpus <= 72 || gpus % 72 === 0) base = wrapTopo(() => makeTopology('gb200-nvl72', { ranks: gpus, gpu: g }));
+      if (gpus <= 72 || gpus % 72 === 0) base = wrapTopo(() => makeTopology('gb200-nvl72', { ranks: gpus, gpu: g, ranksName: '--gpus' }));
       else {
         const one = makeTopology('gb200-nvl72', { nodes: 1, gpu: g });
         base = new Topology({ ...one.data, p: gpus });
@@ -203,7 +202,7 @@ export function presetCluster(name: string, gpus: number, gpu?: string): Cluster
     }
     case 'llama3-h100': {
       const g = gpu ?? 'h100';
-      const base = wrapTopo(() => makeTopology('hgx-h100', { ranks: gpus, gpu: g }));
+      const base = wrapTopo(() => makeTopology('hgx-h100', { ranks: gpus, gpu: g, ranksName: '--gpus' }));
       const topo = derate(base, { 'ib-ndr400': 'roce-400g' }, { 'ib-ndr400': 47e9 });
       const nv = topo.data.links[0]!, roce = topo.data.links[1]!;
       const levels: ClusterLevel[] = [

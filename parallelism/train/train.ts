@@ -138,12 +138,9 @@ export function compileTraining(o: TrainOptions): Compiled {
   validateLayout(layout);
   let topo: Topology;
   try {
-    topo = makeTopology(o.topology ?? 'hgx-h100', { ranks: mesh.world, memCapacity: o.memCapacity });
+    topo = makeTopology(o.topology ?? 'hgx-h100', { ranks: mesh.world, memCapacity: o.memCapacity, ranksName: 'the mesh\'s rank count' });
   } catch (e) {
-    // the topology's messages speak of --ranks: here the rank count is the mesh's
-    if (e instanceof TopologyError) {
-      throw new TrainConfigError(`--topology ${o.topology ?? 'hgx-h100'} cannot hold the mesh ${o.mesh} (${mesh.world} ranks): ${e.message.replace(/--ranks (\d+)/g, 'the mesh\'s $1 ranks').replace(/--ranks/g, 'the mesh\'s rank count').replace(/; use --torus [^;]*$/, '')}`);
-    }
+    if (e instanceof TopologyError) throw new TrainConfigError(`--topology ${o.topology ?? 'hgx-h100'} cannot hold the mesh ${o.mesh} (${mesh.world} ranks): ${e.message}`);
     throw e;
   }
   layout.capacity = topo.data.memCapacity;
